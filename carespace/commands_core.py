@@ -1,0 +1,72 @@
+"""Core commands: serve, db upgrade, import."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from .cli import CommandError
+
+
+def app_and_engine() -> tuple[Any, Any]:
+    from . import create_app
+    app = create_app()
+    return app, app.extensions["carespace.engine"]
+
+
+def _upgrade(args: argparse.Namespace) -> int:
+    from . import db
+    from sqlalchemy.exc import SQLAlchemyError
+    _, engine = app_and_engine()
+    try:
+        created = db.upgrade(engine)
+    except SQLAlchemyError as exc:
+        raise CommandError(f"cannot reach the database: {exc.__class__.__name__}: {str(exc).splitlines()[0]}") from None
+    print(f"database is up to date ({len(created)} tables created)")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from . import db
+    app, engine = app_and_engine()
+    db.upgrade(engine)
+    import waitress
+    print(f"CareSpace serving on http://{args.host}:{args.port} (base URL {app.config['BASE_URL']})", flush=True)
+    waitress.serve(app, host=args.host, port=args.port, threads=args.threads, ident="CareSpace",
+                   max_request_body_size=64 * 1024 * 1024)
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from . import db
+    from .importer import ImportError_, run_import
+    app, engine = app_and_engine()
+    db.upgrade(engine)
+    paths = [Path(p) for p in args.paths]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise CommandError(f"no such file: {missing[0]}")
+    try:
+        totals, secs = run_import(app.extensions["fhir_service"], paths)
+    except ImportError_ as exc:
+        raise CommandError(str(exc)) from None
+    n = sum(totals.values())
+    top = ", ".join(f"{t} {c}" for t, c in totals.most_common(6))
+    print(f"imported {n} resources from {len(paths)} file(s) in {secs:.1f} s ({n / max(secs, 1e-9):,.0f} resources/s): {top}")
+    return 0
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("serve", help="run the web server")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--threads", type=int, default=8)
+    p.set_defaults(func=_serve)
+    p = sub.add_parser("db", help="database schema")
+    dsub = p.add_subparsers(dest="db_command", metavar="ACTION")
+    dsub.required = True
+    u = dsub.add_parser("upgrade", help="create or migrate the schema (idempotent)")
+    u.set_defaults(func=_upgrade)
+    p = sub.add_parser("import", help="load FHIR Bundles or NDJSON files")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.set_defaults(func=_import)

@@ -1,0 +1,51 @@
+"""Configuration from CARESPACE_* environment variables, with secrets kept in the instance folder."""
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any, Mapping
+
+DEFAULT_BASE_URL = "http://127.0.0.1:8000"
+DEFAULT_MAIL_FROM = "CareSpace <no-reply@localhost>"
+
+
+def instance_dir(env: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if env is None else env
+    return Path(env.get("CARESPACE_INSTANCE_DIR") or "./instance").resolve()
+
+
+def _secret(folder: Path, name: str, nbytes: int = 32) -> str:
+    """Read a secret from the instance folder, creating it (mode 0600) on first use."""
+    path = folder / name
+    if path.exists():
+        return path.read_text().strip()
+    folder.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(nbytes)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value)
+    return value
+
+
+def load(test_config: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Resolve the settings documented in README.md; test_config overrides everything."""
+    env = os.environ if env is None else env
+    overrides = dict(test_config or {})
+    folder = Path(overrides.get("INSTANCE_DIR") or instance_dir(env)).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    cfg: dict[str, Any] = {
+        "INSTANCE_DIR": str(folder),
+        "DATABASE_URL": env.get("CARESPACE_DATABASE_URL") or f"sqlite:///{folder / 'carespace.db'}",
+        "BASE_URL": (env.get("CARESPACE_BASE_URL") or DEFAULT_BASE_URL).rstrip("/"),
+        "SMTP_URL": env.get("CARESPACE_SMTP_URL") or None,
+        "MAIL_FROM": env.get("CARESPACE_MAIL_FROM") or DEFAULT_MAIL_FROM,
+        "SECRET_KEY": env.get("CARESPACE_SECRET_KEY") or None,
+        "MAX_CONTENT_LENGTH": None,
+    }
+    cfg.update(overrides)
+    if not cfg["SECRET_KEY"]:
+        cfg["SECRET_KEY"] = _secret(folder, "secret_key")
+    cfg["BASE_URL"] = str(cfg["BASE_URL"]).rstrip("/")
+    cfg["FHIR_BASE_URL"] = cfg["BASE_URL"] + "/fhir"
+    return cfg

@@ -1,0 +1,74 @@
+"""Database engine and schema management for every package's tables."""
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, MetaData, create_engine, event, inspect, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+
+def metadatas() -> list[MetaData]:
+    """The table metadata of every package (composition root knows them all)."""
+    from fhir_server.models import Base as FhirBase
+
+    out = [FhirBase.metadata]
+    for module in ("smart_auth.models", "portal_ui.models", "bundles.models", "carespace.models"):
+        try:
+            mod = __import__(module, fromlist=["Base"])
+        except ModuleNotFoundError:
+            continue
+        base = getattr(mod, "Base", None)
+        if base is not None and base.metadata not in out:
+            out.append(base.metadata)
+    return out
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute("PRAGMA cache_size=-65536")
+    cur.close()
+
+
+def make_engine(url: str) -> Engine:
+    """An engine with SQLite tuned for WAL and concurrent readers, or PostgreSQL pooled."""
+    u = make_url(url)
+    if u.get_backend_name() == "sqlite":
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn: Any) -> None:  # writers take the lock up front: no failed upgrades mid-transaction
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("write") else "BEGIN")
+
+        @event.listens_for(engine, "connect")
+        def _no_pysqlite_tx(dbapi_conn: Any, _rec: Any) -> None:
+            dbapi_conn.isolation_level = None
+        return engine
+    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+def make_sessions(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def upgrade(engine: Engine) -> list[str]:
+    """Create missing tables and indexes (idempotent); returns the names created."""
+    before = set(inspect(engine).get_table_names())
+    for md in metadatas():
+        md.create_all(engine)
+    after = set(inspect(engine).get_table_names())
+    return sorted(after - before)
+
+
+def is_ready(engine: Engine) -> bool:
+    return "fhir_resource" in inspect(engine).get_table_names()
+
+
+def ping(engine: Engine) -> None:
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))

@@ -1,0 +1,112 @@
+"""Access contexts: who is asking (system, a patient's app, a user) and what their scopes allow.
+
+The SMART layer builds an AccessContext from a token (scopes, patient, user); the portal builds one
+for the signed-in user.  Every fhir_server service call takes one and enforcement happens here and
+in the service layer, never in HTTP routes.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Iterable
+from urllib.parse import parse_qsl
+
+from .errors import Forbidden
+from .tables import compartment_params
+
+# interaction -> the SMART v2 permission letter it needs
+PERMISSION = {"create": "c", "read": "r", "vread": "r", "history": "r", "update": "u", "patch": "u",
+              "delete": "d", "search": "s"}
+_V1 = {"read": "rs", "write": "cud", "*": "cruds"}
+_SCOPE = re.compile(r"^(patient|user|system)/(\*|[A-Z][A-Za-z]+)\.(read|write|\*|c?r?u?d?s?)(\?.*)?$")
+
+
+@dataclass(frozen=True)
+class ScopeGrant:
+    """One parsed resource scope such as patient/Observation.rs?category=laboratory."""
+
+    level: str  # patient | user | system
+    resource_type: str  # a type or '*'
+    permissions: frozenset[str]
+    filters: tuple[tuple[str, str], ...] = ()
+
+    def covers(self, resource_type: str, permission: str) -> bool:
+        return (self.resource_type in ("*", resource_type)) and permission in self.permissions
+
+
+def parse_scope(scope: str) -> ScopeGrant | None:
+    """Parse a SMART v1 or v2 resource scope; None for non-resource or malformed scopes."""
+    m = _SCOPE.match(scope)
+    if not m or not m.group(3):
+        return None
+    level, rtype, perm, query = m.groups()
+    perms = _V1.get(perm, perm)
+    filters = tuple(parse_qsl(query[1:])) if query else ()
+    return ScopeGrant(level, rtype, frozenset(perms), filters)
+
+
+@dataclass(frozen=True)
+class AccessContext:
+    """The caller of a service function and what it may touch."""
+
+    kind: str  # system | patient | user
+    grants: tuple[ScopeGrant, ...] = ()
+    patient_ids: frozenset[str] | None = None  # None: not limited to a compartment
+    user: str | None = None  # FHIR reference of the acting person, e.g. Patient/1, RelatedPerson/7
+    client_id: str | None = None
+    trusted: bool = False  # in-process callers acting with full rights (CLI, import, tests)
+    label: str = ""
+    scopes: tuple[str, ...] = field(default=())
+
+    @classmethod
+    def system(cls, label: str = "system") -> "AccessContext":
+        """Full access, for the command line, imports and the practice's own processes."""
+        return cls(kind="system", trusted=True, label=label)
+
+    @classmethod
+    def from_scopes(cls, scopes: Iterable[str], *, patient_id: str | None = None, user: str | None = None,
+                    client_id: str | None = None, patient_ids: Iterable[str] | None = None) -> "AccessContext":
+        """Build a context from granted SMART scopes and the launch context."""
+        scope_list = tuple(scopes)
+        grants = tuple(g for g in (parse_scope(s) for s in scope_list) if g)
+        limited = None
+        if any(g.level == "patient" for g in grants):
+            ids = set(patient_ids or ())
+            if patient_id:
+                ids.add(patient_id)
+            limited = frozenset(ids)
+        kind = "system" if grants and all(g.level == "system" for g in grants) else (
+            "patient" if limited is not None else "user")
+        return cls(kind=kind, grants=grants, patient_ids=limited, user=user, client_id=client_id,
+                   scopes=scope_list, label=client_id or user or "")
+
+    def grants_for(self, resource_type: str, permission: str) -> list[ScopeGrant]:
+        """The grants that allow `permission` on `resource_type` (empty: forbidden)."""
+        return [g for g in self.grants if g.covers(resource_type, permission)]
+
+    def require(self, resource_type: str, interaction: str) -> list[ScopeGrant]:
+        """Raise Forbidden unless some scope allows the interaction; return the allowing grants."""
+        if self.trusted:
+            return []
+        permission = PERMISSION[interaction]
+        grants = self.grants_for(resource_type, permission)
+        if not grants:
+            raise Forbidden(f"The granted scopes do not allow {interaction} on {resource_type}")
+        return grants
+
+    def compartment_limit(self, resource_type: str, grants: list[ScopeGrant]) -> frozenset[str] | None:
+        """Patient ids the request is confined to, or None when unconfined."""
+        if self.trusted or self.patient_ids is None:
+            return None
+        if all(g.level != "patient" for g in grants):
+            return None
+        if resource_type != "Patient" and not compartment_params(resource_type):
+            return None  # not patient data (Practitioner, Organization, Medication, ...)
+        return self.patient_ids
+
+    @staticmethod
+    def filters(grants: list[ScopeGrant]) -> list[tuple[tuple[str, str], ...]] | None:
+        """OR-list of scope query filters; None when some grant is unfiltered."""
+        if not grants or any(not g.filters for g in grants):
+            return None
+        return [g.filters for g in grants]

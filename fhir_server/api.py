@@ -1,0 +1,191 @@
+"""The /fhir blueprint: thin HTTP handlers over FhirService."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from flask import Blueprint, Response, current_app, request
+from werkzeug.exceptions import HTTPException
+
+from .access import AccessContext
+from .bundle_text import history_bundle, search_bundle, shape
+from .errors import FhirError, MethodNotAllowed, NotFound, outcome
+from .everything import EverythingRequest, everything
+from .history import history
+from .http import error_response, fhir_response, json_body, page_links, prefer, resource_response
+from .service import FhirService
+from .transaction import BundleProcessor
+
+bp = Blueprint("fhir", __name__, url_prefix="/fhir")
+AccessResolver = Callable[[], AccessContext]
+
+
+def svc() -> FhirService:
+    return current_app.extensions["fhir_service"]  # type: ignore[no-any-return]
+
+
+def ctx() -> AccessContext:
+    """The caller's access context, from the resolver the composition root installed (SMART)."""
+    return current_app.extensions["fhir_access_resolver"]()  # type: ignore[no-any-return]
+
+
+def base() -> str:
+    return svc().base_url
+
+
+@bp.errorhandler(FhirError)
+def _fhir_error(err: FhirError) -> Response:
+    return error_response(err)
+
+
+@bp.errorhandler(HTTPException)
+def _http_error(err: HTTPException) -> Response:
+    if err.code == 405:
+        return error_response(MethodNotAllowed(f"{request.method} is not allowed on {request.path}"))
+    if err.code == 404:
+        return error_response(NotFound(f"No FHIR endpoint at {request.path}"))
+    return error_response(FhirError(err.description or "Bad request") if err.code == 400 else _status(err))
+
+
+def _status(err: HTTPException) -> FhirError:
+    e = FhirError(err.description or err.name)
+    e.status = err.code or 500
+    return e
+
+
+@bp.errorhandler(Exception)
+def _unexpected(err: Exception) -> Response:
+    current_app.logger.exception("Unhandled error in FHIR API")
+    e = FhirError("An internal error occurred; nothing was changed")
+    e.status, e.code = 500, "exception"
+    return error_response(e)
+
+
+@bp.get("/metadata")
+def metadata() -> Response:
+    return fhir_response(current_app.extensions["capability_statement"]())
+
+
+@bp.post("")
+def system_bundle() -> Response:
+    return fhir_response(BundleProcessor(svc()).process(ctx(), json_body(request)))
+
+
+@bp.get("")
+def system_search() -> Response:
+    return _search(None, list(request.args.items(multi=True)))
+
+
+@bp.get("/_history")
+def system_history() -> Response:
+    return _history(None, None)
+
+
+@bp.get("/<rtype>")
+def search_type(rtype: str) -> Response:
+    return _search(rtype, list(request.args.items(multi=True)))
+
+
+@bp.post("/<rtype>/_search")
+def search_post(rtype: str) -> Response:
+    items = list(request.args.items(multi=True)) + list(request.form.items(multi=True))
+    return _search(rtype, items)
+
+
+@bp.post("/<rtype>")
+def create(rtype: str) -> Response:
+    result = svc().create(ctx(), rtype, json_body(request), request.headers.get("If-None-Exist"))
+    return resource_response(result.stored, base(), 201 if result.created else 200, result.created)
+
+
+@bp.put("/<rtype>")
+def conditional_update(rtype: str) -> Response:
+    result = svc().conditional_update(ctx(), rtype, request.query_string.decode(), json_body(request))
+    return resource_response(result.stored, base(), 201 if result.created else 200, result.created)
+
+
+@bp.delete("/<rtype>")
+def conditional_delete(rtype: str) -> Response:
+    n = svc().conditional_delete(ctx(), rtype, request.query_string.decode())
+    return fhir_response({"resourceType": "OperationOutcome", "issue": [
+        outcome("information", "informational", f"Deleted {n} {rtype} resource(s)")]})
+
+
+@bp.get("/<rtype>/<fid>")
+def read(rtype: str, fid: str) -> Response:
+    st = svc().read(ctx(), rtype, fid)
+    if request.headers.get("If-None-Match", "").strip() in (st.etag, f'"{st.version}"'):
+        return Response(status=304, headers={"ETag": st.etag})
+    summary, elements = request.args.get("_summary"), request.args.get("_elements")
+    if summary or elements:
+        st.text = shape(st.text, summary if summary != "false" else None,
+                        elements.split(",") if elements else None)
+    return resource_response(st, base())
+
+
+@bp.put("/<rtype>/<fid>")
+def update(rtype: str, fid: str) -> Response:
+    result = svc().update(ctx(), rtype, fid, json_body(request), request.headers.get("If-Match"))
+    return resource_response(result.stored, base(), 201 if result.created else 200, result.created)
+
+
+@bp.delete("/<rtype>/<fid>")
+def delete(rtype: str, fid: str) -> Response:
+    svc().delete(ctx(), rtype, fid)
+    return fhir_response({"resourceType": "OperationOutcome", "issue": [
+        outcome("information", "informational", f"{rtype}/{fid} deleted")]})
+
+
+@bp.get("/<rtype>/<fid>/_history/<vid>")
+def vread(rtype: str, fid: str, vid: str) -> Response:
+    return resource_response(svc().vread(ctx(), rtype, fid, vid), base())
+
+
+@bp.get("/<rtype>/<fid>/_history")
+def instance_history(rtype: str, fid: str) -> Response:
+    return _history(rtype, fid)
+
+
+@bp.get("/<rtype>/_history")
+def type_history(rtype: str) -> Response:
+    return _history(rtype, None)
+
+
+@bp.route("/Patient/<fid>/$everything", methods=["GET", "POST"])
+def patient_everything(fid: str) -> Response:
+    a = request.args
+    count = a.get("_count")
+    req = EverythingRequest(fid, a.get("start"), a.get("end"), a.get("_since"),
+                            a.get("_type").split(",") if a.get("_type") else None,
+                            max(1, min(int(count), 5000)) if count and count.isdigit() else 1000, a.get("_cursor"))
+    page = everything(svc(), ctx(), req)
+    links = page_links(f"{base()}/Patient/{fid}/$everything", list(a.items(multi=True)), page.next_cursor, None)
+    return fhir_response(search_bundle(base(), ((t, i, x, "match") for t, i, x in page.entries), page.total, links))
+
+
+def _search(rtype: str | None, items: list[tuple[str, str]]) -> Response:
+    strict = prefer("handling", "lenient") == "strict"
+    req, page = svc().search(ctx(), rtype, items, strict=strict)
+    entries: list[tuple[str, str, str, str]] = [
+        (t, i, shape(x, req.summary, req.elements), "match") for t, i, x in page.matches]
+    entries += [(t, i, shape(x, req.summary, req.elements), "include") for t, i, x in page.included]
+    oo = None
+    if req.ignored:
+        oo = {"resourceType": "OperationOutcome", "issue": [
+            outcome("warning", "not-supported", f"Unknown search parameter {k!r} was ignored") for k in req.ignored]}
+    path = f"{base()}/{rtype}" if rtype else base()
+    links = page_links(path, items, page.next_cursor, page.prev_cursor)
+    return fhir_response(search_bundle(base(), entries, page.total, links, oo))
+
+
+def _history(rtype: str | None, fid: str | None) -> Response:
+    a = request.args
+    rows, next_cursor = history(svc(), ctx(), rtype, fid, a.get("_since"), a.get("_count"), a.get("_cursor"))
+    path = f"{base()}/{rtype}/{fid}/_history" if fid else (f"{base()}/{rtype}/_history" if rtype else f"{base()}/_history")
+    links = page_links(path, list(a.items(multi=True)), next_cursor, None)
+    return fhir_response(history_bundle(base(), rows, links, None))
+
+
+def register(app: Any, resolver: AccessResolver) -> None:
+    """Attach the blueprint; `resolver` turns the current request into an AccessContext."""
+    app.extensions["fhir_access_resolver"] = resolver
+    app.register_blueprint(bp)

@@ -1,0 +1,59 @@
+"""_include and _revinclude (with :iterate), each included resource access-checked like a read."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .access import AccessContext
+from .errors import FhirError
+from .search import SearchExecutor, SearchPage
+from .search_parse import SearchRequest
+
+if TYPE_CHECKING:
+    from .repository import Repository
+    from .service import FhirService
+
+MAX_ITERATIONS = 3
+MAX_INCLUDED = 2000
+
+
+def _allowed(svc: "FhirService", repo: "Repository", ctx: AccessContext, rtype: str, fid: str, pk: int) -> bool:
+    try:
+        svc._check_visible(repo, ctx, rtype, fid, pk)
+    except FhirError:
+        return False
+    return True
+
+
+def add_includes(svc: "FhirService", repo: "Repository", ctx: AccessContext, ex: SearchExecutor,
+                 req: SearchRequest, page: SearchPage) -> None:
+    """Append included resources to `page.included` (deduplicated, never repeating a match)."""
+    seen = {(t, i) for t, i, _ in page.matches}
+    frontier = list(zip(page.pks, [(t, i) for t, i, _ in page.matches]))
+    for depth in range(MAX_ITERATIONS):
+        new: list[tuple[int, tuple[str, str]]] = []
+        for inc in req.includes:
+            if depth > 0 and not inc.iterate:
+                continue
+            source_pks = [pk for pk, (t, _) in frontier if inc.source in ("*", t)]
+            if not source_pks:
+                continue
+            refs = ex.references_from(source_pks, inc.param, inc.target)
+            for pk, t, i, text in ex.pks_of([r for r in refs if r not in seen]):
+                if (t, i) not in seen and _allowed(svc, repo, ctx, t, i, pk):
+                    seen.add((t, i))
+                    page.included.append((t, i, text))
+                    new.append((pk, (t, i)))
+        for inc in req.revincludes:
+            if depth > 0 and not inc.iterate:
+                continue
+            targets = [ti for _, ti in frontier]
+            pks = ex.referencing(inc.source, inc.param, targets)
+            texts = repo.texts_by_pk(pks)
+            for pk, (t, i, text) in texts.items():
+                if (t, i) not in seen and _allowed(svc, repo, ctx, t, i, pk):
+                    seen.add((t, i))
+                    page.included.append((t, i, text))
+                    new.append((pk, (t, i)))
+        if not new or len(page.included) >= MAX_INCLUDED:
+            break
+        frontier = new

@@ -1,0 +1,164 @@
+"""Tables of the FHIR store: current resources, every version, and HAPI-style search indexes."""
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Boolean, Float, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+PK = BigInteger().with_variant(Integer(), "sqlite")  # SQLite only autoincrements INTEGER PRIMARY KEY
+
+
+class Base(DeclarativeBase):
+    """Metadata of the fhir_server tables."""
+
+
+class ResourceRow(Base):
+    """The current version of a resource; `text` is the compact JSON served as stored."""
+
+    __tablename__ = "fhir_resource"
+    pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    res_type: Mapped[str] = mapped_column(String(64))
+    fhir_id: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)
+    updated_ms: Mapped[int] = mapped_column(BigInteger)
+    last_updated: Mapped[str] = mapped_column(String(40))
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    text: Mapped[str | None] = mapped_column(Text, nullable=True)
+    __table_args__ = (UniqueConstraint("res_type", "fhir_id", name="uq_fhir_resource_type_id"),
+                      Index("ix_fhir_resource_type_updated", "res_type", "updated_ms"))
+
+
+class ResourceVersion(Base):
+    """Every version ever written (history, vread); pk doubles as a global change sequence."""
+
+    __tablename__ = "fhir_resource_version"
+    pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    res_pk: Mapped[int] = mapped_column(BigInteger)
+    res_type: Mapped[str] = mapped_column(String(64))
+    fhir_id: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)
+    updated_ms: Mapped[int] = mapped_column(BigInteger)
+    last_updated: Mapped[str] = mapped_column(String(40))
+    method: Mapped[str] = mapped_column(String(8))
+    text: Mapped[str | None] = mapped_column(Text, nullable=True)
+    __table_args__ = (UniqueConstraint("res_pk", "version", name="uq_fhir_version"),
+                      Index("ix_fhir_version_type", "res_type", "pk"))
+
+
+class TokenIndex(Base):
+    """token parameters: system|code, plus display/text for :text."""
+
+    __tablename__ = "fhir_idx_token"
+    id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    res_pk: Mapped[int] = mapped_column(BigInteger)
+    res_type: Mapped[str] = mapped_column(String(64))
+    param: Mapped[str] = mapped_column(String(64))
+    system: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    code: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    text: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    __table_args__ = (Index("ix_fhir_idx_token_value", "res_type", "param", "code", "system", "res_pk"),
+                      Index("ix_fhir_idx_token_res", "res_pk", "param"))
+
+
+class StringIndex(Base):
+    """string parameters: `norm` is case- and accent-folded for default and :contains matching."""
+
+    __tablename__ = "fhir_idx_string"
+    id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    res_pk: Mapped[int] = mapped_column(BigInteger)
+    res_type: Mapped[str] = mapped_column(String(64))
+    param: Mapped[str] = mapped_column(String(64))
+    norm: Mapped[str] = mapped_column(String(255))
+    exact: Mapped[str] = mapped_column(String(255))
+    __table_args__ = (Index("ix_fhir_idx_string_value", "res_type", "param", "norm"),
+                      Index("ix_fhir_idx_string_res", "res_pk", "param"))
+
+
+class DateIndex(Base):
+    """date parameters as an interval [low, high] in epoch milliseconds (UTC)."""
+
+    __tablename__ = "fhir_idx_date"
+    id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    res_pk: Mapped[int] = mapped_column(BigInteger)
+    res_type: Mapped[str] = mapped_column(String(64))
+    param: Mapped[str] = mapped_column(String(64))
+    low: Mapped[int] = mapped_column(BigInteger)
+    high: Mapped[int] = mapped_column(BigInteger)
+    __table_args__ = (Index("ix_fhir_idx_date_low", "res_type", "param", "low"),
+                      Index("ix_fhir_idx_date_res", "res_pk", "param", "high"))
+
+
+class ReferenceIndex(Base):
+    """reference parameters: the target as type + id (local) or as an absolute url."""
+
+    __tablename__ = "fhir_idx_reference"
+    id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    res_pk: Mapped[int] = mapped_column(BigInteger)
+    res_type: Mapped[str] = mapped_column(String(64))
+    param: Mapped[str] = mapped_column(String(64))
+    target_type: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    target_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    url: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    __table_args__ = (Index("ix_fhir_idx_ref_value", "res_type", "param", "target_id", "target_type", "res_pk"),
+                      Index("ix_fhir_idx_ref_target", "target_type", "target_id"),
+                      Index("ix_fhir_idx_ref_res", "res_pk", "param"))
+
+
+class QuantityIndex(Base):
+    """quantity parameters: value with unit system and code."""
+
+    __tablename__ = "fhir_idx_quantity"
+    id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    res_pk: Mapped[int] = mapped_column(BigInteger)
+    res_type: Mapped[str] = mapped_column(String(64))
+    param: Mapped[str] = mapped_column(String(64))
+    value: Mapped[float] = mapped_column(Float)
+    system: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    __table_args__ = (Index("ix_fhir_idx_qty_value", "res_type", "param", "value"),
+                      Index("ix_fhir_idx_qty_res", "res_pk", "param"))
+
+
+class NumberIndex(Base):
+    """number parameters."""
+
+    __tablename__ = "fhir_idx_number"
+    id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    res_pk: Mapped[int] = mapped_column(BigInteger)
+    res_type: Mapped[str] = mapped_column(String(64))
+    param: Mapped[str] = mapped_column(String(64))
+    value: Mapped[float] = mapped_column(Float)
+    __table_args__ = (Index("ix_fhir_idx_num_value", "res_type", "param", "value"),
+                      Index("ix_fhir_idx_num_res", "res_pk", "param"))
+
+
+class UriIndex(Base):
+    """uri parameters (exact, :below, :above)."""
+
+    __tablename__ = "fhir_idx_uri"
+    id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    res_pk: Mapped[int] = mapped_column(BigInteger)
+    res_type: Mapped[str] = mapped_column(String(64))
+    param: Mapped[str] = mapped_column(String(64))
+    value: Mapped[str] = mapped_column(String(512))
+    __table_args__ = (Index("ix_fhir_idx_uri_value", "res_type", "param", "value"),
+                      Index("ix_fhir_idx_uri_res", "res_pk", "param"))
+
+
+class CompartmentIndex(Base):
+    """Patient compartment membership, with the resource's clinical date for $everything ranges."""
+
+    __tablename__ = "fhir_idx_compartment"
+    id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    patient_id: Mapped[str] = mapped_column(String(64))
+    res_pk: Mapped[int] = mapped_column(BigInteger)
+    res_type: Mapped[str] = mapped_column(String(64))
+    date_low: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    date_high: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    __table_args__ = (Index("ix_fhir_idx_comp_patient", "patient_id", "res_pk"),
+                      Index("ix_fhir_idx_comp_res", "res_pk"))
+
+
+INDEX_TABLES = {
+    "token": TokenIndex, "string": StringIndex, "date": DateIndex, "reference": ReferenceIndex,
+    "quantity": QuantityIndex, "number": NumberIndex, "uri": UriIndex,
+}

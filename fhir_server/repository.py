@@ -1,0 +1,126 @@
+"""Queries and writes of the FHIR store: versions, current rows and their index rows."""
+from __future__ import annotations
+
+import json
+from typing import Any, Sequence
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.orm import Session
+
+from .dates import now_instant
+from .indexing import Extractor, compartment_rows
+from .models import INDEX_TABLES, CompartmentIndex, ResourceRow, ResourceVersion
+
+_BUFFER_KEY = "fhir_index_buffer"
+
+
+def dumps(resource: dict[str, Any]) -> str:
+    """The compact JSON text stored and served."""
+    return json.dumps(resource, separators=(",", ":"), ensure_ascii=False)
+
+
+class Repository:
+    """Storage operations inside one SQLAlchemy session (the caller owns the transaction)."""
+
+    def __init__(self, session: Session, extractor: Extractor) -> None:
+        self.s = session
+        self.extractor = extractor
+
+    # ---- reads ----
+    def current(self, rtype: str, fhir_id: str) -> ResourceRow | None:
+        return self.s.execute(select(ResourceRow).where(ResourceRow.res_type == rtype,
+                                                        ResourceRow.fhir_id == fhir_id)).scalar_one_or_none()
+
+    def current_text(self, rtype: str, fhir_id: str) -> tuple[str | None, int, str, bool, int] | None:
+        """(text, version, last_updated, deleted, pk) of the current version, without ORM objects."""
+        row = self.s.execute(select(ResourceRow.text, ResourceRow.version, ResourceRow.last_updated,
+                                    ResourceRow.deleted, ResourceRow.pk)
+                             .where(ResourceRow.res_type == rtype, ResourceRow.fhir_id == fhir_id)).first()
+        return None if row is None else (row[0], row[1], row[2], row[3], row[4])
+
+    def version(self, rtype: str, fhir_id: str, version: int) -> ResourceVersion | None:
+        return self.s.execute(select(ResourceVersion).where(
+            ResourceVersion.res_type == rtype, ResourceVersion.fhir_id == fhir_id,
+            ResourceVersion.version == version)).scalar_one_or_none()
+
+    def texts_by_pk(self, pks: Sequence[int]) -> dict[int, tuple[str, str, str]]:
+        """pk -> (type, id, text) for live resources."""
+        out: dict[int, tuple[str, str, str]] = {}
+        for i in range(0, len(pks), 500):
+            chunk = list(pks[i:i + 500])
+            for pk, rtype, fid, text in self.s.execute(
+                    select(ResourceRow.pk, ResourceRow.res_type, ResourceRow.fhir_id, ResourceRow.text)
+                    .where(ResourceRow.pk.in_(chunk), ResourceRow.deleted.is_(False))):
+                out[pk] = (rtype, fid, text)
+        return out
+
+    def in_compartment(self, pk: int, patient_ids: frozenset[str]) -> bool:
+        return self.s.execute(select(CompartmentIndex.id).where(
+            CompartmentIndex.res_pk == pk, CompartmentIndex.patient_id.in_(patient_ids)).limit(1)).first() is not None
+
+    # ---- writes ----
+    def write(self, resource: dict[str, Any], current: ResourceRow | None, method: str) -> ResourceRow:
+        """Store a new version of `resource` (id already set), re-index it, and return its row."""
+        instant, ms = now_instant()
+        if current is not None and ms <= current.updated_ms:
+            ms = current.updated_ms + 1
+        version = current.version + 1 if current is not None else 1
+        meta = {k: v for k, v in (resource.get("meta") or {}).items() if k not in ("versionId", "lastUpdated")}
+        resource["meta"] = {"versionId": str(version), "lastUpdated": instant, **meta}
+        text = dumps(resource)
+        rtype, fid = resource["resourceType"], resource["id"]
+        if current is None:
+            row = ResourceRow(res_type=rtype, fhir_id=fid, version=version, updated_ms=ms, last_updated=instant,
+                              deleted=False, text=text)
+            self.s.add(row)
+            self.s.flush([row])
+        else:
+            row = current
+            row.version, row.updated_ms, row.last_updated, row.deleted, row.text = version, ms, instant, False, text
+            self.drop_index(row.pk)
+        self._add_version(row, method, text)
+        self._index(row.pk, resource)
+        return row
+
+    def mark_deleted(self, row: ResourceRow) -> None:
+        instant, ms = now_instant()
+        row.version += 1
+        row.updated_ms = max(ms, row.updated_ms + 1)
+        row.last_updated, row.deleted, row.text = instant, True, None
+        self._add_version(row, "DELETE", None)
+        self.drop_index(row.pk)
+
+    def _add_version(self, row: ResourceRow, method: str, text: str | None) -> None:
+        self.s.execute(insert(ResourceVersion), [{
+            "res_pk": row.pk, "res_type": row.res_type, "fhir_id": row.fhir_id, "version": row.version,
+            "updated_ms": row.updated_ms, "last_updated": row.last_updated, "method": method, "text": text}])
+
+    def _index(self, pk: int, resource: dict[str, Any]) -> None:
+        rows = self.extractor.rows(resource)
+        buf: dict[str, list[dict[str, Any]]] = self.s.info.setdefault(_BUFFER_KEY, {})
+        for kind, items in rows.items():
+            for r in items:
+                r["res_pk"] = pk
+            buf.setdefault(kind, []).extend(items)
+        comp = compartment_rows(resource, rows)
+        for r in comp:
+            r["res_pk"] = pk
+        buf.setdefault("compartment", []).extend(comp)
+
+    def drop_index(self, pk: int) -> None:
+        buf: dict[str, list[dict[str, Any]]] = self.s.info.get(_BUFFER_KEY, {})
+        for kind in list(buf):
+            buf[kind] = [r for r in buf[kind] if r["res_pk"] != pk]
+        for table in list(INDEX_TABLES.values()) + [CompartmentIndex]:
+            self.s.execute(delete(table).where(table.res_pk == pk))
+
+    def flush_index(self) -> None:
+        """Write buffered index rows (executemany); call before searching and before commit."""
+        buf: dict[str, list[dict[str, Any]]] = self.s.info.pop(_BUFFER_KEY, {})
+        for kind, items in buf.items():
+            if items:
+                table = CompartmentIndex if kind == "compartment" else INDEX_TABLES[kind]
+                self.s.execute(insert(table), items)
+
+    def bump(self, row: ResourceRow, **values: Any) -> None:
+        self.s.execute(update(ResourceRow).where(ResourceRow.pk == row.pk).values(**values))

@@ -1,0 +1,198 @@
+"""Execute a SearchRequest: keyset paging on signed cursors, sorting, _include/_revinclude, totals."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, func, literal, or_, select
+from sqlalchemy.orm import Session
+
+from .dates import MAX_MS, MIN_MS
+from .errors import BadRequest
+from .models import INDEX_TABLES, ReferenceIndex, ResourceRow
+from .search_parse import SearchRequest
+from .search_sql import ConditionBuilder
+from .tables import search_params
+
+_STR_MAX, _STR_MIN = "\U0010ffff", ""
+
+
+@dataclass
+class SearchPage:
+    """One page of matches (stored JSON text) plus included resources and paging cursors."""
+
+    matches: list[tuple[str, str, str]]  # (type, id, text)
+    pks: list[int] = field(default_factory=list)
+    included: list[tuple[str, str, str]] = field(default_factory=list)
+    total: int | None = None
+    next_cursor: str | None = None
+    prev_cursor: str | None = None
+
+
+class CursorCodec:
+    """Opaque, HMAC-signed paging cursors so clients cannot forge positions."""
+
+    def __init__(self, secret: bytes) -> None:
+        self.secret = secret
+
+    def encode(self, payload: dict[str, Any]) -> str:
+        raw = json.dumps(payload, separators=(",", ":")).encode()
+        sig = hmac.new(self.secret, raw, hashlib.sha256).digest()[:12]
+        return base64.urlsafe_b64encode(sig + raw).decode().rstrip("=")
+
+    def decode(self, token: str) -> dict[str, Any]:
+        try:
+            blob = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+            sig, raw = blob[:12], blob[12:]
+            if not hmac.compare_digest(sig, hmac.new(self.secret, raw, hashlib.sha256).digest()[:12]):
+                raise ValueError("signature")
+            data = json.loads(raw)
+            if not isinstance(data, dict):
+                raise ValueError("shape")
+            return data
+        except (ValueError, TypeError):
+            raise BadRequest("The paging cursor is invalid or was not issued by this server") from None
+
+
+def _sort_expr(rtype: str, pname: str, desc: bool) -> tuple[Any, Any]:
+    """(SQL expression, null sentinel) for one sort key; nulls always sort last."""
+    if pname == "_id":
+        return ResourceRow.fhir_id, None
+    if pname == "_lastUpdated":
+        return ResourceRow.updated_ms, None
+    spec = search_params().get(rtype, {}).get(pname)
+    if spec is None:
+        raise BadRequest(f"Unknown sort parameter {pname!r}")
+    table = INDEX_TABLES[spec["type"]]
+    agg = func.max if desc else func.min
+    col = {"date": table.high if desc else table.low, "string": getattr(table, "norm", None),
+           "token": getattr(table, "code", None), "reference": getattr(table, "target_id", None),
+           "quantity": getattr(table, "value", None), "number": getattr(table, "value", None),
+           "uri": getattr(table, "value", None)}[spec["type"]]
+    if spec["type"] == "date":
+        sentinel: Any = MIN_MS if desc else MAX_MS
+    elif spec["type"] in ("quantity", "number"):
+        sentinel = -1e308 if desc else 1e308
+    else:
+        sentinel = _STR_MIN if desc else _STR_MAX
+    sub = select(agg(col)).where(table.res_pk == ResourceRow.pk, table.param == pname).scalar_subquery()
+    return func.coalesce(sub, literal(sentinel)), sentinel
+
+
+class SearchExecutor:
+    """Runs searches inside a session with a condition builder and cursor codec."""
+
+    def __init__(self, session: Session, builder: ConditionBuilder, codec: CursorCodec) -> None:
+        self.s = session
+        self.builder = builder
+        self.codec = codec
+
+    def run(self, req: SearchRequest, extra: list[ColumnElement[bool]], types: list[str] | None = None
+            ) -> SearchPage:
+        rtype = req.resource_type
+        where: list[ColumnElement[bool]] = [ResourceRow.deleted.is_(False)] + extra
+        if rtype:
+            where.append(ResourceRow.res_type == rtype)
+            where += self.builder.conditions(rtype, req.criteria)
+        elif types:
+            where.append(ResourceRow.res_type.in_(types))
+        keys = [(_sort_expr(rtype or "", p, d), d) for p, d in req.sort] if rtype else []
+        total = None
+        if req.summary == "count" or req.total == "accurate":
+            total = self.s.execute(select(func.count()).select_from(ResourceRow).where(*where)).scalar_one()
+        if req.summary == "count" or req.count == 0:
+            return SearchPage(matches=[], total=total)
+        backwards = False
+        if req.cursor:
+            cur = self.codec.decode(req.cursor)
+            if cur.get("q") != self._fingerprint(req):
+                raise BadRequest("The paging cursor belongs to a different search")
+            backwards = cur.get("d") == "p"
+            where.append(self._after(keys, cur["k"], backwards))
+        order = []
+        for (expr, _), desc in keys:
+            order.append(expr.asc() if desc == backwards else expr.desc())
+        order.append(ResourceRow.pk.desc() if backwards else ResourceRow.pk.asc())
+        cols = [ResourceRow.pk, ResourceRow.res_type, ResourceRow.fhir_id, ResourceRow.text] + [
+            expr for (expr, _), _ in keys]
+        rows = self.s.execute(select(*cols).where(*where).order_by(*order).limit(req.count + 1)).all()
+        more = len(rows) > req.count
+        rows = rows[:req.count]
+        if backwards:
+            rows.reverse()
+        page = SearchPage(matches=[(r[1], r[2], r[3]) for r in rows], pks=[r[0] for r in rows], total=total)
+        if rows:
+            fp = self._fingerprint(req)
+            first, last = rows[0], rows[-1]
+            if (more and not backwards) or (backwards and req.cursor):
+                page.next_cursor = self.codec.encode({"q": fp, "d": "n", "k": list(last[4:]) + [last[0]]})
+            if (req.cursor and not backwards) or (backwards and more):
+                page.prev_cursor = self.codec.encode({"q": fp, "d": "p", "k": list(first[4:]) + [first[0]]})
+        if page.total is None and not req.cursor and not more:
+            page.total = len(rows)
+        return page
+
+    @staticmethod
+    def _fingerprint(req: SearchRequest) -> str:
+        crit = [(c.name, c.modifier, c.values, repr(c.chain), repr(c.has)) for c in req.criteria]
+        blob = json.dumps([req.resource_type, crit, req.sort], sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    @staticmethod
+    def _after(keys: list[tuple[tuple[Any, Any], bool]], values: list[Any], backwards: bool) -> ColumnElement[bool]:
+        """Keyset predicate: rows strictly after (or before) the cursor position."""
+        if len(values) != len(keys) + 1:
+            raise BadRequest("The paging cursor does not match the sort order")
+        exprs = [(expr, desc) for (expr, _), desc in keys] + [(ResourceRow.pk, False)]
+        alts = []
+        for i, (expr, desc) in enumerate(exprs):
+            eqs = [exprs[j][0] == values[j] for j in range(i)]
+            forward_greater = not desc
+            if backwards:
+                forward_greater = not forward_greater
+            cmp = expr > values[i] if forward_greater else expr < values[i]
+            alts.append(and_(*eqs, cmp))
+        return or_(*alts)
+
+    # ---- _include / _revinclude ----
+    def references_from(self, pks: list[int], param: str | None, target: str | None) -> list[tuple[str, str]]:
+        """(type, id) of resources referenced from `pks` through `param` ('*' or None: any)."""
+        q = select(ReferenceIndex.target_type, ReferenceIndex.target_id).where(
+            ReferenceIndex.res_pk.in_(pks), ReferenceIndex.target_id.is_not(None))
+        if param and param != "*":
+            q = q.where(ReferenceIndex.param == param)
+        if target:
+            q = q.where(ReferenceIndex.target_type == target)
+        return [(t, i) for t, i in self.s.execute(q.distinct()) if t]
+
+    def referencing(self, source: str, param: str, targets: list[tuple[str, str]]) -> list[int]:
+        """pks of `source` resources whose `param` points at one of `targets`."""
+        out: list[int] = []
+        by_type: dict[str, list[str]] = {}
+        for t, i in targets:
+            by_type.setdefault(t, []).append(i)
+        for t, ids in by_type.items():
+            q = select(ReferenceIndex.res_pk).where(ReferenceIndex.res_type == source,
+                                                    ReferenceIndex.target_type == t, ReferenceIndex.target_id.in_(ids))
+            if param != "*":
+                q = q.where(ReferenceIndex.param == param)
+            out += [r[0] for r in self.s.execute(q.distinct())]
+        return out
+
+    def pks_of(self, refs: list[tuple[str, str]]) -> list[tuple[int, str, str, str]]:
+        """(pk, type, id, text) of live resources named by (type, id)."""
+        out: list[tuple[int, str, str, str]] = []
+        by_type: dict[str, list[str]] = {}
+        for t, i in refs:
+            by_type.setdefault(t, []).append(i)
+        for t, ids in by_type.items():
+            for i in range(0, len(ids), 500):
+                q = select(ResourceRow.pk, ResourceRow.res_type, ResourceRow.fhir_id, ResourceRow.text).where(
+                    ResourceRow.res_type == t, ResourceRow.fhir_id.in_(ids[i:i + 500]),
+                    ResourceRow.deleted.is_(False))
+                out += [(r[0], r[1], r[2], r[3]) for r in self.s.execute(q)]
+        return out

@@ -1,0 +1,211 @@
+"""Turn parsed search criteria into SQLAlchemy conditions on fhir_resource (index-table subqueries)."""
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, exists, false, not_, or_, select, true
+
+from .dates import parse_range
+from .errors import BadRequest
+from .indexing import normalize, split_reference
+from .models import INDEX_TABLES, CompartmentIndex, ReferenceIndex, ResourceRow, TokenIndex
+from .search_parse import Criterion, prefix_of
+
+# Parameters likely to be selective: they drive the query (IN), the rest are correlated EXISTS.
+_DRIVER_TYPES = ("reference", "token")
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _range_cond(lo_col: Any, hi_col: Any, prefix: str, lo: int | float, hi: int | float) -> ColumnElement[bool]:
+    """FHIR comparison of a stored interval [lo_col, hi_col] with a search interval [lo, hi]."""
+    if prefix == "eq":
+        return and_(lo_col >= lo, hi_col <= hi)
+    if prefix == "ne":
+        return or_(lo_col < lo, hi_col > hi)
+    if prefix == "gt":
+        return hi_col > hi
+    if prefix == "lt":
+        return lo_col < lo
+    if prefix == "ge":
+        return hi_col >= lo
+    if prefix == "le":
+        return lo_col <= hi
+    if prefix == "sa":
+        return lo_col > hi
+    if prefix == "eb":
+        return hi_col < lo
+    span = (hi - lo) * 0.1 + 1  # ap: approximately, as overlap of a widened range
+    return and_(lo_col <= hi + span, hi_col >= lo - span)
+
+
+def _number_bounds(text: str) -> tuple[float, float]:
+    """The implicit precision range of a decimal literal: 100 -> [99.5, 100.5]."""
+    try:
+        d = Decimal(text)
+    except InvalidOperation:
+        raise BadRequest(f"{text!r} is not a number") from None
+    exp = d.as_tuple().exponent
+    half = Decimal(5) * (Decimal(10) ** (int(exp) - 1)) if isinstance(exp, int) else Decimal(0)
+    return float(d - half), float(d + half)
+
+
+class ConditionBuilder:
+    """Builds WHERE conditions for one resource type."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+
+    def criterion(self, rtype: str, c: Criterion, drive: bool = False) -> ColumnElement[bool]:
+        if c.has is not None:
+            return self._has(rtype, c)
+        if c.name == "_id":
+            cond = ResourceRow.fhir_id.in_(c.values)
+            return not_(cond) if c.modifier == "not" else cond
+        if c.name == "_lastUpdated":
+            return or_(*[self._last_updated(v) for v in c.values])
+        table = INDEX_TABLES[c.ptype]
+        base = [table.res_type == rtype, table.param == c.name]
+        if c.modifier == "missing":
+            present = exists(select(table.id).where(table.res_pk == ResourceRow.pk, table.param == c.name))
+            want_missing = (c.values or ["true"])[0] == "true"
+            return not_(present) if want_missing else present
+        if c.chain is not None:
+            target, _, inner = c.chain
+            ids = select(ResourceRow.fhir_id).where(ResourceRow.res_type == target,
+                                                    self.criterion(target, inner)).scalar_subquery()
+            value_cond: ColumnElement[bool] = and_(ReferenceIndex.target_type == target,
+                                                   ReferenceIndex.target_id.in_(ids))
+        else:
+            value_cond = or_(*[self._value(table, c, v) for v in c.values])
+        if c.modifier == "not":
+            return not_(exists(select(table.id).where(table.res_pk == ResourceRow.pk, *base, value_cond)))
+        if drive:
+            return ResourceRow.pk.in_(select(table.res_pk).where(*base, value_cond))
+        return exists(select(table.id).where(table.res_pk == ResourceRow.pk, table.param == c.name, value_cond))
+
+    def _last_updated(self, raw: str) -> ColumnElement[bool]:
+        prefix, value = prefix_of(raw)
+        rng = parse_range(value)
+        if rng is None:
+            raise BadRequest(f"{value!r} is not a valid date", expression=["_lastUpdated"])
+        return _range_cond(ResourceRow.updated_ms, ResourceRow.updated_ms, prefix, rng[0], rng[1])
+
+    def _value(self, table: Any, c: Criterion, raw: str) -> ColumnElement[bool]:
+        kind = c.ptype
+        if kind == "token":
+            return self._token(c, raw)
+        if kind == "string":
+            if c.modifier == "exact":
+                return table.exact == raw
+            pattern = _like_escape(normalize(raw))
+            if c.modifier == "contains":
+                return table.norm.like(f"%{pattern}%", escape="\\")
+            return table.norm.like(f"{pattern}%", escape="\\")
+        if kind == "date":
+            prefix, value = prefix_of(raw)
+            rng = parse_range(value)
+            if rng is None:
+                raise BadRequest(f"{value!r} is not a valid date for {c.name}", expression=[c.name])
+            return _range_cond(table.low, table.high, prefix, rng[0], rng[1])
+        if kind in ("number", "quantity"):
+            prefix, value = prefix_of(raw)
+            number, _, unit = value.partition("|")
+            lo, hi = _number_bounds(number)
+            if prefix != "eq":
+                lo = hi = float(Decimal(number))
+            cond = _range_cond(table.value, table.value, prefix, lo, hi)
+            if kind == "quantity" and unit:
+                system, _, code = unit.partition("|")
+                if code:
+                    cond = and_(cond, table.code == code, *( [table.system == system] if system else []))
+                else:
+                    cond = and_(cond, table.code == system)
+            return cond
+        if kind == "reference":
+            return self._reference(c, raw)
+        if kind == "uri":
+            if c.modifier == "below":
+                return table.value.like(_like_escape(raw) + "%", escape="\\")
+            if c.modifier == "above":
+                prefixes = [raw[:i] for i in range(1, len(raw) + 1) if raw[i - 1:i] == "/" or i == len(raw)]
+                return table.value.in_(prefixes)
+            return table.value == raw
+        raise BadRequest(f"Search on {kind} parameters is not supported")
+
+    def _token(self, c: Criterion, raw: str) -> ColumnElement[bool]:
+        t = TokenIndex
+        if c.modifier == "text":
+            return t.text.like(f"%{_like_escape(raw)}%", escape="\\")
+        if c.modifier not in (None, "not", "exact", "code"):
+            raise BadRequest(f"Modifier :{c.modifier} is not supported on token parameter {c.name}")
+        if "|" in raw:
+            system, _, code = raw.partition("|")
+            if system == "":
+                return and_(t.system.is_(None), t.code == code)
+            if code == "":
+                return t.system == system
+            return and_(t.system == system, t.code == code)
+        return t.code == raw
+
+    def _reference(self, c: Criterion, raw: str) -> ColumnElement[bool]:
+        r = ReferenceIndex
+        if c.modifier == "identifier":
+            raise BadRequest(":identifier is not supported on reference parameters")
+        ttype, tid, url = split_reference(raw, self.base_url)
+        if tid is None and url is None:
+            cond = r.target_id == raw
+            if c.modifier:
+                cond = and_(cond, r.target_type == c.modifier)
+            return cond
+        if url is not None and tid is None:
+            return r.url == url
+        cond = and_(r.target_type == ttype, r.target_id == tid)
+        return or_(cond, r.url == url) if url else cond
+
+    def _has(self, rtype: str, c: Criterion) -> ColumnElement[bool]:
+        assert c.has is not None
+        source, ref_param, inner = c.has
+        src_pks = select(ResourceRow.pk).where(ResourceRow.res_type == source, ResourceRow.deleted.is_(False),
+                                               self.criterion(source, inner))
+        ids = select(ReferenceIndex.target_id).where(
+            ReferenceIndex.res_type == source, ReferenceIndex.param == ref_param,
+            ReferenceIndex.target_type == rtype, ReferenceIndex.res_pk.in_(src_pks))
+        return ResourceRow.fhir_id.in_(ids)
+
+    def conditions(self, rtype: str, criteria: list[Criterion]) -> list[ColumnElement[bool]]:
+        """AND of all criteria; the first selective one drives the query."""
+        order = sorted(range(len(criteria)), key=lambda i: (criteria[i].ptype not in _DRIVER_TYPES
+                                                             or criteria[i].modifier is not None
+                                                             or criteria[i].chain is not None, i))
+        out = []
+        for rank, i in enumerate(order):
+            c = criteria[i]
+            out.append(self.criterion(rtype, c, drive=rank == 0 and c.ptype in _DRIVER_TYPES
+                                      and c.modifier is None and c.chain is None and c.has is None
+                                      and c.name != "_id"))
+        return out
+
+    def compartment(self, patient_ids: frozenset[str]) -> ColumnElement[bool]:
+        """Restrict to resources in the compartment of one of `patient_ids`."""
+        if not patient_ids:
+            return false()
+        return ResourceRow.pk.in_(select(CompartmentIndex.res_pk).where(
+            CompartmentIndex.patient_id.in_(sorted(patient_ids))))
+
+    def scope_filters(self, rtype: str, filters: list[tuple[tuple[str, str], ...]] | None) -> ColumnElement[bool]:
+        """SMART v2 scope query filters (e.g. category=...|laboratory), ORed across grants."""
+        if not filters:
+            return true()
+        from .search_parse import _criterion  # local: keeps the parser free of SQL imports
+        alts = []
+        for flt in filters:
+            conds = []
+            for key, value in flt:
+                crit = _criterion(rtype, key, value, True, [])
+                conds.append(self.criterion(rtype, crit) if crit else true())
+            alts.append(and_(*conds))
+        return or_(*alts)

@@ -1,0 +1,314 @@
+"""The FHIR service layer: every interaction, with access enforcement, for HTTP and in-process callers."""
+from __future__ import annotations
+
+import json
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from .access import AccessContext
+from .errors import BadRequest, Conflict, Forbidden, Gone, NotFound, PreconditionFailed
+from .indexing import Extractor
+from .models import ReferenceIndex, ResourceRow
+from .repository import Repository
+from .search import CursorCodec, SearchExecutor, SearchPage
+from .search_parse import SearchRequest, parse
+from .search_sql import ConditionBuilder
+from .tables import resource_types
+from .validation import is_valid_id, validate_resource
+
+AuditHook = Callable[[AccessContext, str, str, list[str], bool], None]
+
+
+@dataclass
+class Stored:
+    """A resource version as stored: the JSON text is served as is."""
+
+    resource_type: str
+    id: str
+    version: int
+    last_updated: str
+    text: str
+
+    @property
+    def etag(self) -> str:
+        return f'W/"{self.version}"'
+
+    def json(self) -> dict[str, Any]:
+        return json.loads(self.text)  # type: ignore[no-any-return]
+
+
+@dataclass
+class WriteResult:
+    stored: Stored
+    created: bool
+
+
+class FhirService:
+    """Entry point for all FHIR operations; one instance per app, one DB transaction per call."""
+
+    def __init__(self, sessions: sessionmaker[Session], base_url: str, secret: bytes,
+                 audit: AuditHook | None = None) -> None:
+        self.sessions = sessions
+        self.base_url = base_url.rstrip("/")
+        self.extractor = Extractor(self.base_url)
+        self.builder = ConditionBuilder(self.base_url)
+        self.codec = CursorCodec(secret)
+        self.audit = audit
+
+    @contextmanager
+    def unit(self, write: bool = False) -> Iterator[Repository]:
+        """One atomic unit of work: commit on success, roll back on any error."""
+        with self.sessions() as session:
+            session.connection(execution_options={"write": write})
+            try:
+                repo = Repository(session, self.extractor)
+                yield repo
+                repo.flush_index()
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+
+    def _audit(self, ctx: AccessContext, action: str, rtype: str, refs: list[str], ok: bool = True) -> None:
+        if self.audit is not None and not ctx.trusted:
+            self.audit(ctx, action, rtype, refs, ok)
+
+    # ---- access ----
+    def _check_visible(self, repo: Repository, ctx: AccessContext, rtype: str, fid: str, pk: int,
+                       interaction: str = "read") -> None:
+        grants = ctx.require(rtype, interaction)
+        limit = ctx.compartment_limit(rtype, grants)
+        if limit is not None and not (rtype == "Patient" and fid in limit) and not repo.in_compartment(pk, limit):
+            raise NotFound(f"{rtype}/{fid} is not known")  # do not reveal other patients' data
+        filters = ctx.filters(grants)
+        if filters:
+            cond = self.builder.scope_filters(rtype, filters)
+            if repo.s.execute(select(ResourceRow.pk).where(ResourceRow.pk == pk, cond)).first() is None:
+                raise Forbidden(f"The granted scopes do not cover this {rtype}")
+
+    def _check_writable(self, repo: Repository, ctx: AccessContext, resource: dict[str, Any], interaction: str) -> None:
+        rtype = resource["resourceType"]
+        grants = ctx.require(rtype, interaction)
+        limit = ctx.compartment_limit(rtype, grants)
+        if limit is None:
+            return
+        if rtype == "Patient":
+            if resource.get("id") not in limit:
+                raise Forbidden("A patient-scoped token can only write that patient's own record")
+            return
+        rows = self.extractor.rows(resource)
+        from .indexing import compartment_rows
+        if not {r["patient_id"] for r in compartment_rows(resource, rows)} & set(limit):
+            raise Forbidden(f"The {rtype} must belong to the patient in context")
+
+    # ---- read ----
+    def read(self, ctx: AccessContext, rtype: str, fid: str) -> Stored:
+        self._check_type(rtype)
+        with self.unit() as repo:
+            row = repo.current_text(rtype, fid)
+            if row is None:
+                ctx.require(rtype, "read")
+                raise NotFound(f"{rtype}/{fid} is not known")
+            text, version, updated, deleted, pk = row
+            if deleted:
+                ctx.require(rtype, "read")
+                raise Gone(f"{rtype}/{fid} was deleted", headers={"ETag": f'W/"{version}"'})
+            self._check_visible(repo, ctx, rtype, fid, pk)
+        self._audit(ctx, "read", rtype, [f"{rtype}/{fid}"])
+        assert text is not None
+        return Stored(rtype, fid, version, updated, text)
+
+    def vread(self, ctx: AccessContext, rtype: str, fid: str, vid: str) -> Stored:
+        self._check_type(rtype)
+        if not vid.isdigit():
+            raise NotFound(f"Version {vid!r} of {rtype}/{fid} is not known")
+        with self.unit() as repo:
+            cur = repo.current(rtype, fid)
+            v = repo.version(rtype, fid, int(vid)) if cur else None
+            if cur is None or v is None:
+                ctx.require(rtype, "vread")
+                raise NotFound(f"Version {vid} of {rtype}/{fid} is not known")
+            self._check_visible(repo, ctx, rtype, fid, cur.pk, "vread")
+            if v.text is None:
+                raise Gone(f"Version {vid} of {rtype}/{fid} is a deletion")
+            stored = Stored(rtype, fid, v.version, v.last_updated, v.text)
+        self._audit(ctx, "read", rtype, [f"{rtype}/{fid}"])
+        return stored
+
+    # ---- write ----
+    def create(self, ctx: AccessContext, rtype: str, body: Any, if_none_exist: str | None = None) -> WriteResult:
+        self._check_type(rtype)
+        validate_resource(body, rtype)
+        with self.unit(write=True) as repo:
+            result = self.create_in(repo, ctx, body, if_none_exist)
+        self._audit(ctx, "create", rtype, [f"{rtype}/{result.stored.id}"])
+        return result
+
+    def create_in(self, repo: Repository, ctx: AccessContext, body: dict[str, Any],
+                  if_none_exist: str | None = None, fid: str | None = None) -> WriteResult:
+        """Create inside an open unit of work (also used by transactions)."""
+        rtype = body["resourceType"]
+        if if_none_exist:
+            found = self.match(repo, ctx, rtype, if_none_exist)
+            if len(found) > 1:
+                raise PreconditionFailed(f"If-None-Exist matched {len(found)} {rtype} resources")
+            if found:
+                return WriteResult(found[0], created=False)
+        body = dict(body)
+        body["id"] = fid or str(uuid.uuid4())
+        self._check_writable(repo, ctx, body, "create")
+        row = repo.write(body, None, "POST")
+        return WriteResult(self._stored(row), created=True)
+
+    def update(self, ctx: AccessContext, rtype: str, fid: str, body: Any, if_match: str | None = None) -> WriteResult:
+        self._check_type(rtype)
+        validate_resource(body, rtype)
+        with self.unit(write=True) as repo:
+            result = self.update_in(repo, ctx, rtype, fid, body, if_match)
+        self._audit(ctx, "update", rtype, [f"{rtype}/{fid}"])
+        return result
+
+    def update_in(self, repo: Repository, ctx: AccessContext, rtype: str, fid: str, body: dict[str, Any],
+                  if_match: str | None = None) -> WriteResult:
+        if body.get("id") != fid:
+            raise BadRequest(f"The resource id ({body.get('id')!r}) must match the id in the URL ({fid!r})",
+                             expression=[f"{rtype}.id"])
+        if not is_valid_id(fid):
+            raise BadRequest(f"{fid!r} is not a valid FHIR id")
+        current = repo.current(rtype, fid)
+        if current is not None and not current.deleted:
+            self._check_visible(repo, ctx, rtype, fid, current.pk, "update")
+        if if_match is not None:
+            expected = if_match.strip().removeprefix("W/").strip('"')
+            if current is None or current.deleted or str(current.version) != expected:
+                have = "none" if current is None else str(current.version)
+                raise PreconditionFailed(f"If-Match {if_match} does not match the current version ({have})")
+        self._check_writable(repo, ctx, body, "update" if current is not None else "create")
+        created = current is None or current.deleted
+        row = repo.write(dict(body), current, "PUT")
+        return WriteResult(self._stored(row), created=created)
+
+    def conditional_update(self, ctx: AccessContext, rtype: str, query: str, body: Any) -> WriteResult:
+        self._check_type(rtype)
+        validate_resource(body, rtype)
+        with self.unit(write=True) as repo:
+            found = self.match(repo, ctx, rtype, query)
+            if len(found) > 1:
+                raise PreconditionFailed(f"The condition matched {len(found)} {rtype} resources")
+            if not found:
+                fid = body.get("id")
+                result = self.create_in(repo, ctx, body, fid=fid) if fid is None else \
+                    self.update_in(repo, ctx, rtype, fid, body)
+            else:
+                if body.get("id") not in (None, found[0].id):
+                    raise BadRequest("The resource id does not match the resource the condition found")
+                result = self.update_in(repo, ctx, rtype, found[0].id, {**body, "id": found[0].id})
+        self._audit(ctx, "update", rtype, [f"{rtype}/{result.stored.id}"])
+        return result
+
+    def delete(self, ctx: AccessContext, rtype: str, fid: str) -> bool:
+        """Delete; False when it was already deleted (idempotent)."""
+        self._check_type(rtype)
+        with self.unit(write=True) as repo:
+            done = self.delete_in(repo, ctx, rtype, fid)
+        self._audit(ctx, "delete", rtype, [f"{rtype}/{fid}"])
+        return done
+
+    def delete_in(self, repo: Repository, ctx: AccessContext, rtype: str, fid: str) -> bool:
+        current = repo.current(rtype, fid)
+        if current is None:
+            ctx.require(rtype, "delete")
+            raise NotFound(f"{rtype}/{fid} is not known")
+        if current.deleted:
+            ctx.require(rtype, "delete")
+            return False
+        self._check_visible(repo, ctx, rtype, fid, current.pk, "delete")
+        repo.flush_index()
+        referrers = repo.s.execute(
+            select(ResourceRow.res_type, ResourceRow.fhir_id).join(ReferenceIndex, ReferenceIndex.res_pk == ResourceRow.pk)
+            .where(ReferenceIndex.target_type == rtype, ReferenceIndex.target_id == fid,
+                   ResourceRow.pk != current.pk, ResourceRow.deleted.is_(False)).limit(3)).all()
+        if referrers:
+            names = ", ".join(f"{t}/{i}" for t, i in referrers)
+            raise Conflict(f"{rtype}/{fid} is referenced by {names}; delete those first")
+        repo.mark_deleted(current)
+        return True
+
+    def conditional_delete(self, ctx: AccessContext, rtype: str, query: str) -> int:
+        self._check_type(rtype)
+        with self.unit(write=True) as repo:
+            found = self.match(repo, ctx, rtype, query)
+            if len(found) > 1:
+                raise PreconditionFailed(f"The condition matched {len(found)} {rtype} resources")
+            for s in found:
+                self.delete_in(repo, ctx, rtype, s.id)
+        return len(found)
+
+    # ---- search ----
+    def match(self, repo: Repository, ctx: AccessContext, rtype: str, query: str) -> list[Stored]:
+        """Resources matching a conditional query string (If-None-Exist, conditional update/delete)."""
+        from urllib.parse import parse_qsl
+        items = parse_qsl(query.split("?", 1)[-1], keep_blank_values=True)
+        if not items:
+            raise BadRequest("A conditional operation needs search criteria")
+        req = parse(rtype, items, strict=True)
+        req.count = 2
+        page = self.search_page(repo, ctx, req)
+        return [self._stored_text(t, i, x) for t, i, x in page.matches]
+
+    def search_page(self, repo: Repository, ctx: AccessContext, req: SearchRequest,
+                    types: list[str] | None = None) -> SearchPage:
+        """Run one search page inside a unit of work, enforcing scopes, compartments and filters."""
+        repo.flush_index()
+        extra = []
+        if req.resource_type:
+            grants = ctx.require(req.resource_type, "search")
+            limit = ctx.compartment_limit(req.resource_type, grants)
+            if limit is not None:
+                extra.append(self.builder.compartment(limit))
+            filters = ctx.filters(grants)
+            if filters:
+                extra.append(self.builder.scope_filters(req.resource_type, filters))
+        elif not ctx.trusted:
+            raise Forbidden("Searching across all resource types needs system access")
+        ex = SearchExecutor(repo.s, self.builder, self.codec)
+        page = ex.run(req, extra, types)
+        if req.includes or req.revincludes:
+            from .includes import add_includes
+            add_includes(self, repo, ctx, ex, req, page)
+        return page
+
+    def search(self, ctx: AccessContext, rtype: str | None, items: Iterable[tuple[str, str]],
+               strict: bool = False) -> tuple[SearchRequest, SearchPage]:
+        if rtype is not None:
+            self._check_type(rtype)
+        req = parse(rtype, list(items), strict=strict)
+        types = None
+        if rtype is None:
+            types = [t for k, v in items if k == "_type" for t in v.split(",")] or None  # type: ignore[misc]
+        with self.unit() as repo:
+            page = self.search_page(repo, ctx, req, types)
+        if rtype:
+            self._audit(ctx, "search", rtype, [f"{t}/{i}" for t, i, _ in page.matches[:50]])
+        return req, page
+
+    # ---- helpers ----
+    @staticmethod
+    def _check_type(rtype: str) -> None:
+        if rtype not in resource_types():
+            raise NotFound(f"Unknown resource type {rtype!r}")
+
+    @staticmethod
+    def _stored(row: ResourceRow) -> Stored:
+        assert row.text is not None
+        return Stored(row.res_type, row.fhir_id, row.version, row.last_updated, row.text)
+
+    @staticmethod
+    def _stored_text(rtype: str, fid: str, text: str) -> Stored:
+        meta = json.loads(text).get("meta", {})
+        return Stored(rtype, fid, int(meta.get("versionId", 1)), meta.get("lastUpdated", ""), text)

@@ -1,0 +1,210 @@
+"""Bundles POSTed to the base: `transaction` (all or nothing) and `batch` (each entry alone)."""
+from __future__ import annotations
+
+import json
+import uuid
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from .access import AccessContext
+from .errors import BadRequest, FhirError, NotFound, PreconditionFailed
+from .tables import resource_types
+from .validation import validate_resource
+
+if TYPE_CHECKING:
+    from .repository import Repository
+    from .service import FhirService, WriteResult
+
+_ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
+
+
+def _split_url(url: str, base: str) -> tuple[str, str | None, str | None]:
+    """'Patient/1' -> (Patient, 1, None); 'Patient?x=y' -> (Patient, None, 'x=y')."""
+    if url.startswith(base + "/"):
+        url = url[len(base) + 1:]
+    path, _, query = url.partition("?")
+    parts = [p for p in path.split("/") if p]
+    if not parts or parts[0] not in resource_types():
+        raise BadRequest(f"Entry request url {url!r} does not name a resource type")
+    return parts[0], parts[1] if len(parts) > 1 else None, query or None
+
+
+def _rewrite(node: Any, resolve: Any) -> None:
+    """Replace every Reference.reference in place using `resolve` (urn:uuid and conditional refs)."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k == "reference" and isinstance(v, str):
+                node[k] = resolve(v)
+            else:
+                _rewrite(v, resolve)
+    elif isinstance(node, list):
+        for item in node:
+            _rewrite(item, resolve)
+
+
+def _response(status: str, result: "WriteResult | None" = None, base: str = "") -> dict[str, Any]:
+    resp: dict[str, Any] = {"status": status}
+    if result is not None:
+        st = result.stored
+        resp.update({"location": f"{st.resource_type}/{st.id}/_history/{st.version}", "etag": st.etag,
+                     "lastModified": st.last_updated})
+    return resp
+
+
+class BundleProcessor:
+    """Runs transaction and batch Bundles through the service's in-unit operations."""
+
+    def __init__(self, svc: "FhirService") -> None:
+        self.svc = svc
+        self.base = svc.base_url
+
+    def process(self, ctx: AccessContext, bundle: Any) -> dict[str, Any]:
+        if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+            raise BadRequest("POST to the base needs a Bundle of type transaction or batch")
+        btype = bundle.get("type")
+        if btype not in ("transaction", "batch"):
+            raise BadRequest(f"Bundle.type must be transaction or batch, not {btype!r}", expression=["Bundle.type"])
+        entries = bundle.get("entry") or []
+        if not isinstance(entries, list):
+            raise BadRequest("Bundle.entry must be an array")
+        if btype == "batch":
+            return self._batch(ctx, entries)
+        return self._transaction(ctx, entries)
+
+    def _transaction(self, ctx: AccessContext, entries: list[Any]) -> dict[str, Any]:
+        plan = []
+        ids: dict[str, str] = {}
+        for n, e in enumerate(entries):
+            req = e.get("request") if isinstance(e, dict) else None
+            if not isinstance(req, dict) or req.get("method") not in _ORDER or not isinstance(req.get("url"), str):
+                raise BadRequest(f"Bundle.entry[{n}].request needs a method and url", expression=[f"Bundle.entry[{n}]"])
+            rtype, fid, query = _split_url(req["url"], self.base)
+            res = e.get("resource")
+            if req["method"] in ("POST", "PUT"):
+                if not isinstance(res, dict):
+                    raise BadRequest(f"Bundle.entry[{n}] needs a resource", expression=[f"Bundle.entry[{n}].resource"])
+                try:
+                    validate_resource(res, rtype)
+                except FhirError as err:
+                    for issue in (err.issues or []):
+                        issue["expression"] = [f"Bundle.entry[{n}].resource." + x.split(".", 1)[-1]
+                                               for x in issue.get("expression", [])]
+                    raise
+                res = json.loads(json.dumps(res))
+                if req["method"] == "POST" and e.get("fullUrl"):
+                    ids[e["fullUrl"]] = f"{rtype}/{str(uuid.uuid4())}"
+                elif req["method"] == "PUT" and fid and e.get("fullUrl"):
+                    ids[e["fullUrl"]] = f"{rtype}/{fid}"
+            plan.append((n, req, rtype, fid, query, res, e.get("fullUrl")))
+        results: dict[int, dict[str, Any]] = {}
+        with self.svc.unit(write=True) as repo:
+            cache: dict[str, str] = {}
+
+            def resolve(ref: str) -> str:
+                if ref in ids:
+                    return ids[ref]
+                if "?" in ref and not ref.startswith("#") and "://" not in ref:
+                    if ref not in cache:
+                        t, _, q = ref.partition("?")
+                        found = self.svc.match(repo, ctx, t, q)
+                        if len(found) != 1:
+                            raise PreconditionFailed(f"Conditional reference {ref!r} matched {len(found)} resources")
+                        cache[ref] = f"{t}/{found[0].id}"
+                    return cache[ref]
+                if ref.startswith("urn:uuid:") or ref.startswith("urn:oid:"):
+                    raise NotFound(f"Reference {ref!r} names no entry of this transaction")
+                return ref
+
+            for n, req, rtype, fid, query, res, full in sorted(plan, key=lambda p: (_ORDER[p[1]["method"]], p[0])):
+                try:
+                    results[n] = self._one(repo, ctx, req, rtype, fid, query, res, full, ids, resolve)
+                except FhirError as err:
+                    err.diagnostics = f"Bundle.entry[{n}] ({req['method']} {req['url']}): {err.diagnostics}"
+                    if err.issues:
+                        err.issues[0]["diagnostics"] = err.diagnostics
+                    raise
+        return self._reply("transaction-response", [results[n] for n in range(len(entries))])
+
+    def _one(self, repo: "Repository", ctx: AccessContext, req: dict[str, Any], rtype: str, fid: str | None,
+             query: str | None, res: dict[str, Any] | None, full: str | None, ids: dict[str, str],
+             resolve: Any) -> dict[str, Any]:
+        method = req["method"]
+        if res is not None:
+            _rewrite(res, resolve)
+        if method == "POST":
+            assert res is not None
+            new_id = ids[full].split("/", 1)[1] if full in ids else None
+            result = self.svc.create_in(repo, ctx, res, req.get("ifNoneExist"), fid=new_id)
+            if full and not result.created:
+                ids[full] = f"{rtype}/{result.stored.id}"
+            return {"response": _response("201 Created" if result.created else "200 OK", result)}
+        if method == "PUT":
+            assert res is not None
+            if query:
+                found = self.svc.match(repo, ctx, rtype, query)
+                if len(found) > 1:
+                    raise PreconditionFailed(f"The condition matched {len(found)} resources")
+                target = found[0].id if found else (res.get("id") or str(uuid.uuid4()))
+                res["id"] = target
+                fid = target
+            if fid is None:
+                raise BadRequest("PUT needs an id or a condition in its url")
+            result = self.svc.update_in(repo, ctx, rtype, fid, res, req.get("ifMatch"))
+            return {"response": _response("201 Created" if result.created else "200 OK", result)}
+        if method == "DELETE":
+            if query:
+                found = self.svc.match(repo, ctx, rtype, query)
+                if len(found) > 1:
+                    raise PreconditionFailed(f"The condition matched {len(found)} resources")
+                for s in found:
+                    self.svc.delete_in(repo, ctx, rtype, s.id)
+            elif fid:
+                self.svc.delete_in(repo, ctx, rtype, fid)
+            return {"response": {"status": "204 No Content"}}
+        if method == "PATCH":
+            raise BadRequest("PATCH entries are not supported")
+        return self._get(repo, ctx, rtype, fid, query)
+
+    def _get(self, repo: "Repository", ctx: AccessContext, rtype: str, fid: str | None,
+             query: str | None) -> dict[str, Any]:
+        if fid:
+            row = repo.current_text(rtype, fid)
+            if row is None or row[3]:
+                raise NotFound(f"{rtype}/{fid} is not known")
+            self.svc._check_visible(repo, ctx, rtype, fid, row[4])
+            return {"resource": json.loads(row[0] or "{}"), "response": {"status": "200 OK", "etag": f'W/"{row[1]}"'}}
+        from urllib.parse import parse_qsl
+        from .search_parse import parse
+        page = self.svc.search_page(repo, ctx, parse(rtype, parse_qsl(query or "")))
+        bundle = {"resourceType": "Bundle", "type": "searchset", "total": page.total,
+                  "entry": [{"fullUrl": f"{self.base}/{t}/{i}", "resource": json.loads(x)} for t, i, x in page.matches]}
+        if bundle["total"] is None:
+            del bundle["total"]
+        return {"resource": bundle, "response": {"status": "200 OK"}}
+
+    def _batch(self, ctx: AccessContext, entries: list[Any]) -> dict[str, Any]:
+        out = []
+        for n, e in enumerate(entries):
+            try:
+                req = e.get("request") if isinstance(e, dict) else None
+                if not isinstance(req, dict) or req.get("method") not in _ORDER or not isinstance(req.get("url"), str):
+                    raise BadRequest(f"Bundle.entry[{n}].request needs a method and url")
+                rtype, fid, query = _split_url(req["url"], self.base)
+                res = e.get("resource")
+                if req["method"] in ("POST", "PUT"):
+                    validate_resource(res, rtype)
+                    res = json.loads(json.dumps(res))
+                with self.svc.unit(write=req['method'] != 'GET') as repo:
+                    out.append(self._one(repo, ctx, req, rtype, fid, query, res, None, {}, lambda r: r))
+            except FhirError as err:
+                out.append({"response": {"status": f"{err.status} {type(err).__name__}",
+                                         "outcome": err.to_operation_outcome()}})
+        return self._reply("batch-response", out)
+
+    @staticmethod
+    def _reply(btype: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"resourceType": "Bundle", "id": str(uuid.uuid4()), "type": btype, "entry": entries}
+
+
+def base_path(url: str) -> str:
+    return urlsplit(url).path
