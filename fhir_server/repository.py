@@ -73,7 +73,7 @@ class Repository:
             row = ResourceRow(res_type=rtype, fhir_id=fid, version=version, updated_ms=ms, last_updated=instant,
                               deleted=False, text=text)
             self.s.add(row)
-            self.s.flush([row])
+            self.s.flush()
         else:
             row = current
             row.version, row.updated_ms, row.last_updated, row.deleted, row.text = version, ms, instant, False, text

@@ -1,0 +1,50 @@
+# CareSpace: `make run` serves the demo practice, `make test` installs what the tests need and runs them all.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut -d' ' -f1)
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: run test test-fast bench lint typecheck tables system-deps clean
+
+$(STAMP):
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	rm -f $(VENV)/.installed-*; touch $@
+
+run: $(STAMP)
+	$(BIN)/carespace db upgrade
+	$(BIN)/carespace demo
+	$(BIN)/carespace serve --host 127.0.0.1 --port 8000
+
+# Debian's chromium (browser tests) and postgresql (throwaway cluster), installed when missing.
+system-deps:
+	@if ! command -v chromium >/dev/null 2>&1 || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  echo "installing Debian packages: chromium postgresql"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium postgresql >/dev/null; \
+	fi
+
+test: $(STAMP) system-deps
+	$(BIN)/pytest -q -p no:randomly tests
+
+test-fast: $(STAMP)
+	CARESPACE_TEST_BACKENDS=sqlite $(BIN)/pytest -q -x -m "not e2e" tests
+
+bench: $(STAMP) system-deps
+	$(BIN)/python -m bench
+
+lint: $(STAMP)
+	$(BIN)/ruff check carespace fhir_server smart_auth portal_ui bundles scripts tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy carespace fhir_server smart_auth portal_ui bundles
+
+# Regenerate the packaged R4 tables and the CapabilityStatement from ../shared/fhir-r4.
+tables: $(STAMP)
+	$(BIN)/python scripts/gen_fhir_tables.py
+	$(BIN)/python scripts/gen_capability.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache test-artifacts
