@@ -1,17 +1,24 @@
 """CareSpace composition root: the app factory wires configuration, database and every package."""
 from __future__ import annotations
 
+import importlib
 from typing import Any, Mapping
 
-from flask import Flask
+from flask import Flask, g
 
 __version__ = "0.1.0"
+
+# Packages wired into the app, in order; each module has init_app(app).  The accounts package comes
+# first (sessions), then the OAuth server (replaces the FHIR access resolver), then the UIs.
+PACKAGE_MODULES = ["carespace.mailer", "smart_auth.accounts.views", "smart_auth.oauth.views",
+                   "portal_ui.views", "bundles.views"]
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Build the WSGI app; nothing connects or writes until a request or command needs it."""
     from fhir_server import api as fhir_api
     from fhir_server.access import AccessContext
+    from fhir_server.audit import AuditLog
     from fhir_server.capability import capability_statement
     from fhir_server.service import FhirService
 
@@ -20,12 +27,19 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     cfg = config.load(test_config)
     app = Flask(__name__, instance_path=cfg["INSTANCE_DIR"], instance_relative_config=False)
     app.config.update(cfg)
+    https = str(cfg["BASE_URL"]).startswith("https://")
+    app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax", SESSION_COOKIE_SECURE=https,
+                      SESSION_COOKIE_NAME="carespace_session", PERMANENT_SESSION_LIFETIME=8 * 3600)
     engine = db.make_engine(cfg["DATABASE_URL"])
     sessions = db.make_sessions(engine)
     app.extensions["carespace.engine"] = engine
     app.extensions["carespace.sessions"] = sessions
     fhir = FhirService(sessions, cfg["FHIR_BASE_URL"], cfg["SECRET_KEY"].encode())
     app.extensions["fhir_service"] = fhir
+    audit = AuditLog(fhir)
+    fhir.audit = audit.access
+    app.extensions["audit_log"] = audit
+    app.extensions["patient_name_lookup"] = lambda pid: _patient_name(fhir, pid)
     security_hooks: list[Any] = []
     app.extensions["capability_security_hooks"] = security_hooks
 
@@ -37,9 +51,39 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         cfg["FHIR_BASE_URL"], __version__, _security)
     fhir_api.register(app, cfg.get("FHIR_ACCESS_RESOLVER") or (lambda: AccessContext.system("open")))
 
+    for name in PACKAGE_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue  # package not built yet
+        module.init_app(app)
+
+    @app.teardown_appcontext
+    def _close_db(_exc: BaseException | None) -> None:
+        dbs = g.pop("auth_db", None)
+        if dbs is not None:
+            dbs.close()
+
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
         db.ping(engine)
         return {"status": "ok"}
 
     return app
+
+
+def _patient_name(fhir: Any, patient_id: str) -> str:
+    """A patient's display name ("Given Family") for menus and banners."""
+    from fhir_server.access import AccessContext
+    from fhir_server.errors import FhirError
+    try:
+        res = fhir.read(AccessContext.system("portal"), "Patient", patient_id).json()
+    except FhirError:
+        return patient_id
+    for name in res.get("name", []):
+        text = name.get("text") or " ".join([*name.get("given", []), name.get("family", "")]).strip()
+        if text:
+            return str(text)
+    return patient_id

@@ -13,7 +13,7 @@ def metadatas() -> list[MetaData]:
     from fhir_server.models import Base as FhirBase
 
     out = [FhirBase.metadata]
-    for module in ("smart_auth.models", "portal_ui.models", "bundles.models", "carespace.models"):
+    for module in ("smart_auth.accounts.models", "smart_auth.oauth.models", "bundles.models", "carespace.models"):
         try:
             mod = __import__(module, fromlist=["Base"])
         except ModuleNotFoundError:

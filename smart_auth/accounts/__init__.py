@@ -1,0 +1,1 @@
+"""Accounts: patients, proxies (friends and family) and practice staff; invitations, passwords, sessions."""

@@ -1,0 +1,56 @@
+"""Account tables: users, and which patients each user may act for (self or proxy)."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import DateTime, ForeignKey, Index, Integer, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    """Metadata of the smart_auth tables (accounts and OAuth share it)."""
+
+
+class User(Base):
+    """A person who signs in: a patient, a proxy (friend/family) or practice staff."""
+
+    __tablename__ = "auth_user"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)  # stored lower-cased
+    name: Mapped[str] = mapped_column(String(200))
+    birth_date: Mapped[str] = mapped_column(String(10))  # YYYY-MM-DD, part of the login
+    role: Mapped[str] = mapped_column(String(16))  # patient | proxy | staff
+    status: Mapped[str] = mapped_column(String(16), default="invited")  # invited | active | disabled
+    password_hash: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # The FHIR resource that is this person: Patient/<id> for patients, Practitioner/<id> for staff.
+    # Proxies have none of their own; their identity per patient is PatientAccess.related_person_id.
+    fhir_user: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0)  # bumped to end every session
+    totp_secret: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class PatientAccess(Base):
+    """A user's right to act for a patient: `self` for the patient, `proxy` for friends and family.
+
+    Proxy access is also a FHIR RelatedPerson (active, period) whose id is kept here; revoking sets
+    status=revoked and ends the RelatedPerson's period, effective on the next request.
+    """
+
+    __tablename__ = "auth_patient_access"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("auth_user.id"), nullable=True)
+    patient_id: Mapped[str] = mapped_column(String(64))
+    relationship: Mapped[str] = mapped_column(String(16))  # self | proxy
+    related_person_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    invited_email: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    invited_birth_date: Mapped[str | None] = mapped_column(String(10), nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | active | revoked
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    __table_args__ = (Index("ix_auth_access_user", "user_id", "status"),
+                      Index("ix_auth_access_patient", "patient_id", "status"))

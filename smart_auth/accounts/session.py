@@ -1,0 +1,134 @@
+"""Sign-in sessions and "whose record am I acting on": the API the portal and the OAuth server use.
+
+The Flask session holds the user id, the user's session_epoch (bumped on password reset / sign-out
+everywhere) and the selected patient.  Access to a patient is re-checked against PatientAccess on
+every request, so revoking a proxy takes effect at once.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from functools import wraps
+from typing import Any, Callable, TypeVar
+from urllib.parse import urlencode
+
+from flask import current_app, g, redirect, request, session
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from fhir_server.access import AccessContext
+
+from .models import PatientAccess, User
+
+F = TypeVar("F", bound=Callable[..., Any])
+IDLE_TIMEOUT_S = 15 * 60
+
+
+@dataclass(frozen=True)
+class PatientChoice:
+    """A patient the signed-in user may act for."""
+
+    patient_id: str
+    relationship: str  # self | proxy
+    related_person_id: str | None
+    name: str
+
+
+def db() -> Session:
+    """A request-scoped SQLAlchemy session (closed at teardown by the composition root)."""
+    if "auth_db" not in g:
+        g.auth_db = current_app.extensions["carespace.sessions"]()
+    return g.auth_db  # type: ignore[no-any-return]
+
+
+def login_user(user: User) -> None:
+    """Start a fresh session for `user` (new session data: no fixation)."""
+    session.clear()
+    session["uid"] = user.id
+    session["epoch"] = user.session_epoch
+    session["seen"] = int(time.time())
+    session.permanent = True
+
+
+def logout_user() -> None:
+    session.clear()
+
+
+def current_user() -> User | None:
+    """The signed-in user, or None when absent, idle too long, disabled or signed out everywhere."""
+    if "cs_user" in g:
+        return g.cs_user  # type: ignore[no-any-return]
+    user = None
+    uid = session.get("uid")
+    now = int(time.time())
+    if uid is not None and now - int(session.get("seen", 0)) <= current_app.config.get("IDLE_TIMEOUT_S", IDLE_TIMEOUT_S):
+        candidate = db().get(User, uid)
+        if candidate is not None and candidate.status == "active" and candidate.session_epoch == session.get("epoch"):
+            user = candidate
+            session["seen"] = now
+    if user is None and uid is not None:
+        session.clear()
+    g.cs_user = user
+    return user
+
+
+def login_required(view: F) -> F:
+    """Send anonymous visitors to the login page, returning them to this page afterwards."""
+    @wraps(view)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        if current_user() is None:
+            return redirect("/login?" + urlencode({"next": request.full_path.rstrip("?")}))
+        return view(*args, **kwargs)
+    return wrapped  # type: ignore[return-value]
+
+
+def patients_for(dbs: Session, user: User) -> list[PatientChoice]:
+    """Patients the user may act for right now (active access only), own record first."""
+    rows = dbs.execute(select(PatientAccess).where(PatientAccess.user_id == user.id,
+                                                   PatientAccess.status == "active")).scalars().all()
+    names = current_app.extensions.get("patient_name_lookup")
+    out = [PatientChoice(r.patient_id, r.relationship, r.related_person_id,
+                         names(r.patient_id) if names else r.patient_id) for r in rows]
+    return sorted(out, key=lambda c: (c.relationship != "self", c.name))
+
+
+def selected_patient() -> PatientChoice | None:
+    """The patient whose record is being shown; defaults to the user's own, else the first allowed."""
+    user = current_user()
+    if user is None:
+        return None
+    choices = patients_for(db(), user)
+    wanted = session.get("patient")
+    for c in choices:
+        if c.patient_id == wanted:
+            return c
+    return choices[0] if choices else None
+
+
+def select_patient(patient_id: str) -> bool:
+    user = current_user()
+    if user is None or all(c.patient_id != patient_id for c in patients_for(db(), user)):
+        return False
+    session["patient"] = patient_id
+    return True
+
+
+def fhir_user_ref(user: User, choice: PatientChoice | None) -> str | None:
+    """The FHIR reference that is this person in the context of `choice` (RelatedPerson for proxies)."""
+    if choice is not None and choice.relationship == "proxy" and choice.related_person_id:
+        return f"RelatedPerson/{choice.related_person_id}"
+    return user.fhir_user
+
+
+def portal_access(user: User, choice: PatientChoice) -> AccessContext:
+    """What the portal may do for this user on this patient's record: the whole compartment."""
+    return AccessContext.from_scopes(
+        ["patient/*.cruds"], patient_id=choice.patient_id, user=fhir_user_ref(user, choice),
+        client_id=None)
+
+
+def has_active_access(dbs: Session, user_id: int, patient_id: str) -> bool:
+    """Checked on every token use too: a revoked proxy's app tokens stop working at once."""
+    return dbs.execute(select(PatientAccess.id).where(
+        PatientAccess.user_id == user_id, PatientAccess.patient_id == patient_id,
+        PatientAccess.status == "active")).first() is not None
