@@ -10,6 +10,7 @@ from typing import Any, Callable, Iterable, Iterator
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from . import rules
 from .access import AccessContext
 from .errors import BadRequest, Conflict, Forbidden, Gone, NotFound, PreconditionFailed
 from .indexing import Extractor
@@ -162,6 +163,7 @@ class FhirService:
         body = dict(body)
         body["id"] = fid or str(uuid.uuid4())
         self._check_writable(repo, ctx, body, "create")
+        rules.check(repo, body, ctx)
         row = repo.write(body, None, "POST")
         return WriteResult(self._stored(row), created=True)
 
@@ -190,6 +192,7 @@ class FhirService:
                 raise PreconditionFailed(f"If-Match {if_match} does not match the current version ({have})")
         self._check_writable(repo, ctx, body, "update" if current is not None else "create")
         created = current is None or current.deleted
+        rules.check(repo, body, ctx)
         row = repo.write(dict(body), current, "PUT")
         return WriteResult(self._stored(row), created=created)
 
