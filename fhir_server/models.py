@@ -154,7 +154,7 @@ class CompartmentIndex(Base):
     res_type: Mapped[str] = mapped_column(String(64))
     date_low: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     date_high: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
-    __table_args__ = (Index("ix_fhir_idx_comp_patient", "patient_id", "res_pk"),
+    __table_args__ = (Index("ix_fhir_idx_comp_patient", "patient_id", "res_type", "res_pk"),
                       Index("ix_fhir_idx_comp_res", "res_pk"))
 
 

@@ -91,13 +91,14 @@ class SearchExecutor:
         self.builder = builder
         self.codec = codec
 
-    def run(self, req: SearchRequest, extra: list[ColumnElement[bool]], types: list[str] | None = None
-            ) -> SearchPage:
+    def run(self, req: SearchRequest, extra: list[ColumnElement[bool]], types: list[str] | None = None,
+            extra_driven: bool = False) -> SearchPage:
+        """One page; `extra_driven` says an extra condition (the compartment) already selects by key."""
         rtype = req.resource_type
         where: list[ColumnElement[bool]] = [ResourceRow.deleted.is_(False)] + extra
         if rtype:
-            where.append(ResourceRow.res_type == rtype)
-            where += self.builder.conditions(rtype, req.criteria)
+            conds, driven = self.builder.conditions(rtype, req.criteria)
+            where += conds if (driven or extra_driven) else [ResourceRow.res_type == rtype, *conds]
         elif types:
             where.append(ResourceRow.res_type.in_(types))
         keys = [(_sort_expr(rtype or "", p, d), d) for p, d in req.sort] if rtype else []

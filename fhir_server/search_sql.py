@@ -176,25 +176,33 @@ class ConditionBuilder:
             ReferenceIndex.target_type == rtype, ReferenceIndex.res_pk.in_(src_pks))
         return ResourceRow.fhir_id.in_(ids)
 
-    def conditions(self, rtype: str, criteria: list[Criterion]) -> list[ColumnElement[bool]]:
-        """AND of all criteria; the first selective one drives the query."""
-        order = sorted(range(len(criteria)), key=lambda i: (criteria[i].ptype not in _DRIVER_TYPES
-                                                             or criteria[i].modifier is not None
-                                                             or criteria[i].chain is not None, i))
+    def conditions(self, rtype: str, criteria: list[Criterion]) -> tuple[list[ColumnElement[bool]], bool]:
+        """AND of all criteria, and whether a selective one drives the query (IN on the primary key).
+
+        When one drives, the caller must not also filter fhir_resource by type: SQLite would
+        otherwise scan every resource of the type instead of looking up the few driven keys.
+        """
+        def drivable(c: Criterion) -> bool:
+            return (c.ptype in _DRIVER_TYPES and c.modifier is None and c.chain is None and c.has is None
+                    and c.name != "_id")
+        order = sorted(range(len(criteria)), key=lambda i: (not drivable(criteria[i]), i))
         out = []
+        driven = False
         for rank, i in enumerate(order):
             c = criteria[i]
-            out.append(self.criterion(rtype, c, drive=rank == 0 and c.ptype in _DRIVER_TYPES
-                                      and c.modifier is None and c.chain is None and c.has is None
-                                      and c.name != "_id"))
-        return out
+            drive = rank == 0 and drivable(c)
+            driven = driven or drive
+            out.append(self.criterion(rtype, c, drive=drive))
+        return out, driven
 
-    def compartment(self, patient_ids: frozenset[str]) -> ColumnElement[bool]:
-        """Restrict to resources in the compartment of one of `patient_ids`."""
+    def compartment(self, patient_ids: frozenset[str], rtype: str | None = None) -> ColumnElement[bool]:
+        """Restrict to resources (of `rtype`) in the compartment of one of `patient_ids`."""
         if not patient_ids:
             return false()
-        return ResourceRow.pk.in_(select(CompartmentIndex.res_pk).where(
-            CompartmentIndex.patient_id.in_(sorted(patient_ids))))
+        sub = select(CompartmentIndex.res_pk).where(CompartmentIndex.patient_id.in_(sorted(patient_ids)))
+        if rtype:
+            sub = sub.where(CompartmentIndex.res_type == rtype)
+        return ResourceRow.pk.in_(sub)
 
     def scope_filters(self, rtype: str, filters: list[tuple[tuple[str, str], ...]] | None) -> ColumnElement[bool]:
         """SMART v2 scope query filters (e.g. category=...|laboratory), ORed across grants."""

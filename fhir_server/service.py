@@ -269,18 +269,20 @@ class FhirService:
         """Run one search page inside a unit of work, enforcing scopes, compartments and filters."""
         repo.flush_index()
         extra = []
+        driven = False
         if req.resource_type:
             grants = ctx.require(req.resource_type, "search")
             limit = ctx.compartment_limit(req.resource_type, grants)
             if limit is not None:
-                extra.append(self.builder.compartment(limit))
+                extra.append(self.builder.compartment(limit, req.resource_type))
+                driven = True
             filters = ctx.filters(grants)
             if filters:
                 extra.append(self.builder.scope_filters(req.resource_type, filters))
         elif not ctx.trusted:
             raise Forbidden("Searching across all resource types needs system access")
         ex = SearchExecutor(repo.s, self.builder, self.codec)
-        page = ex.run(req, extra, types)
+        page = ex.run(req, extra, types, extra_driven=driven)
         if req.includes or req.revincludes:
             from .includes import add_includes
             add_includes(self, repo, ctx, ex, req, page)
