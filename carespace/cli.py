@@ -7,7 +7,7 @@ import sys
 from typing import Callable, Sequence
 
 # Modules that add sub-commands: each has register(subparsers) and sets func(args) -> int.
-COMMAND_MODULES = ["carespace.commands_core"]
+COMMAND_MODULES = ["carespace.commands_core", "carespace.commands_accounts"]
 
 
 class CommandError(Exception):
