@@ -7,8 +7,8 @@ in the service layer, never in HTTP routes.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 from urllib.parse import parse_qsl
 
 from .errors import Forbidden
@@ -57,6 +57,8 @@ class AccessContext:
     trusted: bool = False  # in-process callers acting with full rights (CLI, import, tests)
     label: str = ""
     scopes: tuple[str, ...] = field(default=())
+    # Patients a user/ scope reaches for this person (a patient or proxy); None: unconfined (staff).
+    user_patient_ids: frozenset[str] | None = None
 
     @classmethod
     def system(cls, label: str = "system") -> "AccessContext":
@@ -65,8 +67,13 @@ class AccessContext:
 
     @classmethod
     def from_scopes(cls, scopes: Iterable[str], *, patient_id: str | None = None, user: str | None = None,
-                    client_id: str | None = None, patient_ids: Iterable[str] | None = None) -> "AccessContext":
-        """Build a context from granted SMART scopes and the launch context."""
+                    client_id: str | None = None, patient_ids: Iterable[str] | None = None,
+                    user_patient_ids: Iterable[str] | None = None) -> "AccessContext":
+        """Build a context from granted SMART scopes and the launch context.
+
+        `user_patient_ids` confines user/ scopes to the patients the person may act for (a patient
+        or proxy); leave it None only for practice staff, whose user/ scopes reach every record.
+        """
         scope_list = tuple(scopes)
         grants = tuple(g for g in (parse_scope(s) for s in scope_list) if g)
         limited = None
@@ -78,7 +85,8 @@ class AccessContext:
         kind = "system" if grants and all(g.level == "system" for g in grants) else (
             "patient" if limited is not None else "user")
         return cls(kind=kind, grants=grants, patient_ids=limited, user=user, client_id=client_id,
-                   scopes=scope_list, label=client_id or user or "")
+                   scopes=scope_list, label=client_id or user or "",
+                   user_patient_ids=None if user_patient_ids is None else frozenset(user_patient_ids))
 
     def grants_for(self, resource_type: str, permission: str) -> list[ScopeGrant]:
         """The grants that allow `permission` on `resource_type` (empty: forbidden)."""
@@ -96,13 +104,17 @@ class AccessContext:
 
     def compartment_limit(self, resource_type: str, grants: list[ScopeGrant]) -> frozenset[str] | None:
         """Patient ids the request is confined to, or None when unconfined."""
-        if self.trusted or self.patient_ids is None:
+        if self.trusted:
             return None
-        if all(g.level != "patient" for g in grants):
+        levels = {g.level for g in grants}
+        if "system" in levels:
+            return None
+        limit = self.user_patient_ids if "user" in levels else self.patient_ids
+        if limit is None:
             return None
         if resource_type != "Patient" and not compartment_params(resource_type):
             return None  # not patient data (Practitioner, Organization, Medication, ...)
-        return self.patient_ids
+        return limit
 
     @staticmethod
     def filters(grants: list[ScopeGrant]) -> list[tuple[tuple[str, str], ...]] | None:

@@ -1,0 +1,72 @@
+""""Connected apps" (the SMART management endpoint): each app the user authorized with its scopes
+and last use, "Revoke" that kills its tokens at once, and EHR launch of registered apps."""
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from flask import Blueprint, current_app, flash, redirect, render_template, request
+
+from smart_auth.accounts.session import current_user, db, login_required, selected_patient
+
+from . import repository as repo
+from .scopes import describe, split
+from .service import create_launch, revoke_app
+
+bp = Blueprint("smart_apps", __name__, template_folder="../templates")
+
+
+def _when(epoch: int | None) -> str:
+    if not epoch:
+        return "Not used yet"
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+@bp.get("/apps")
+@login_required
+def apps() -> Any:
+    user = current_user()
+    assert user is not None
+    names = current_app.extensions.get("patient_name_lookup")
+    rows = []
+    for g in repo.app_grants_for_user(db(), user.id):
+        client = repo.client(db(), g.client_id)
+        rows.append({"id": g.id, "name": client.name if client else g.client_id,
+                     "patient": (names(g.patient_id) if names else g.patient_id) if g.patient_id else None,
+                     "scopes": [describe(s) for s in split(g.granted_scope)], "raw_scope": g.granted_scope,
+                     "last_used": _when(g.last_used_at), "since": _when(g.created_at)})
+    launchable = [c for c in repo.launchable_clients(db()) if "authorization_code" in c.grant_types.split()]
+    return render_template("oauth/apps.html", apps=rows, launchable=launchable, patient=selected_patient(),
+                           active_tab=None)
+
+
+@bp.post("/apps/<int:grant_id>/revoke")
+@login_required
+def revoke(grant_id: int) -> Any:
+    user = current_user()
+    assert user is not None
+    grant = revoke_app(db(), user.id, grant_id)
+    db().commit()
+    if grant is not None:
+        client = repo.client(db(), grant.client_id)
+        current_app.extensions["smart.hooks"].audit("token-revoked", grant.client_id, grant.patient_id,
+                                                    "access revoked on Connected apps", True, user.fhir_user)
+        flash(f"{client.name if client else 'The app'} can no longer access the record.", "success")
+    return redirect("/apps")
+
+
+@bp.post("/apps/launch")
+@login_required
+def launch() -> Any:
+    user = current_user()
+    patient = selected_patient()
+    client = repo.client(db(), request.form.get("client_id"))
+    if user is None or patient is None or client is None or not client.launch_uri:
+        flash("That app cannot be launched from here.", "error")
+        return redirect("/apps")
+    handle = create_launch(db(), user.id, client.client_id, patient.patient_id)
+    db().commit()
+    sep = "&" if "?" in client.launch_uri else "?"
+    query = urlencode({"iss": current_app.config["FHIR_BASE_URL"], "launch": handle})
+    return redirect(f"{client.launch_uri}{sep}{query}")

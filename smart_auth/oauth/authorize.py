@@ -1,0 +1,180 @@
+"""The authorization endpoint (GET and POST) and the consent page: who the app is, what it asks
+for in plain words, whose record (patient picker), limited access and offline-access disclosure."""
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+from authlib.oauth2 import OAuth2Error
+from authlib.oauth2.rfc6749 import AccessDeniedError, InvalidRequestError
+from flask import Blueprint, Response, current_app, redirect, render_template, request, session
+
+from smart_auth.accounts.models import User
+from smart_auth.accounts.session import PatientChoice, current_user, db, fhir_user_ref, login_required, patients_for
+
+from . import repository as repo
+from .scopes import (
+    CATEGORY_CHOICES,
+    LABELS,
+    Choices,
+    apply_choices,
+    covers,
+    describe,
+    has_patient_scopes,
+    resource_types,
+    split,
+)
+from .server import SmartServer, StoredRequest
+from .service import OAuthDomainError, launch_patient, remember_consent
+
+bp = Blueprint("smart_authorize", __name__, template_folder="../templates")
+MAX_PENDING = 5
+
+
+def _server() -> SmartServer:
+    return current_app.extensions["smart.server"]  # type: ignore[no-any-return]
+
+
+@dataclass
+class Offer:
+    """What the consent page offers: the allowed scopes and whose record may be shared."""
+
+    requested: list[str]
+    choices: list[PatientChoice]
+    fixed: PatientChoice | None
+    needs_patient: bool
+    ehr_launch: bool
+
+
+def _error(req: StoredRequest, err: OAuth2Error) -> Any:
+    """Redirect errors back to the app when its redirect URI is trusted; otherwise show a page."""
+    if getattr(err, "redirect_uri", None):
+        if isinstance(err, AccessDeniedError):
+            current_app.extensions["smart.hooks"].refused(req.params.get("client_id"), "the user denied access")
+        return _server().handle_error_response(req, err)
+    return render_template("oauth/error.html", message=err.get_error_description() or err.error), 400
+
+
+def _offer(user: User, client_id: str, requested: list[str], params: dict[str, str]) -> Offer:
+    needs = "launch/patient" in requested or "launch" in requested or has_patient_scopes(requested)
+    if params.get("launch"):
+        pid = launch_patient(db(), params["launch"], client_id, user.id)
+        choice = next((c for c in patients_for(db(), user) if c.patient_id == pid), None)
+        if choice is None:
+            raise OAuthDomainError("You no longer have access to this patient's record")
+        return Offer(requested, [choice], choice, True, True)
+    choices = patients_for(db(), user) if needs else []
+    if needs and not choices:
+        raise OAuthDomainError("There is no patient record you can share with this app")
+    return Offer(requested, choices, choices[0] if len(choices) == 1 else None, needs, False)
+
+
+def _approve(req: StoredRequest, grant: Any, user: User, offer: Offer, choice: PatientChoice | None,
+             granted: list[str]) -> Any:
+    patient_id = choice.patient_id if choice is not None and offer.needs_patient else None
+    remembered = remember_consent(db(), user.id, req.client.row.client_id, patient_id, offer.requested, granted)
+    db().commit()
+    req.decision = {"scope": " ".join(granted), "patient_id": patient_id,
+                    "fhir_user": fhir_user_ref(user, choice), "ehr_launch": offer.ehr_launch,
+                    "app_grant_id": remembered.id}
+    return _server().create_authorization_response(request=req, grant_user=user, grant=grant)
+
+
+def _validated(params: dict[str, str]) -> tuple[StoredRequest, Any]:
+    req = _server().create_oauth2_request(params)
+    assert isinstance(req, StoredRequest)
+    return req, _server().get_consent_grant(req)
+
+
+@bp.route("/oauth/authorize", methods=["GET", "POST"])
+def authorize() -> Any:
+    params = {k: v for k, v in request.values.items() if k != "csrf_token"}
+    req = StoredRequest(params)
+    try:
+        req, grant = _validated(params)
+    except OAuth2Error as err:
+        return _error(req, err)
+    user = current_user()
+    if user is None:
+        return redirect("/login?" + urlencode({"next": "/oauth/authorize?" + urlencode(params)}))
+    requested = split(req.scope)
+    try:
+        offer = _offer(user, req.client.row.client_id, requested, params)
+    except OAuthDomainError as exc:
+        return _error(req, InvalidRequestError(str(exc), redirect_uri=grant.redirect_uri, state=params.get("state")))
+    if offer.fixed is not None and params.get("prompt") != "consent":
+        previous = repo.app_grant(db(), user.id, req.client.row.client_id,
+                                  offer.fixed.patient_id if offer.needs_patient else None)
+        if previous is not None and set(requested) <= set(split(previous.requested_scope)):
+            granted = [g for g in split(previous.granted_scope) if any(covers(r, g) for r in requested)]
+            return _approve(req, grant, user, offer, offer.fixed, granted)
+    pending = dict(session.get("oauth_pending") or {})
+    rid = secrets.token_urlsafe(12)
+    pending[rid] = params
+    session["oauth_pending"] = dict(list(pending.items())[-MAX_PENDING:])
+    return render_template("oauth/consent.html", **_page(req, offer, rid))
+
+
+def _page(req: StoredRequest, offer: Offer, rid: str) -> dict[str, Any]:
+    types = [t for t in resource_types(offer.requested)]
+    unfiltered = {t for s in offer.requested if (t := _type_of(s)) and "?" not in s}
+    return {
+        "rid": rid, "app_name": req.client.row.name, "offer": offer,
+        "general": [describe(s) for s in offer.requested if _type_of(s) is None and s != "offline_access"],
+        "types": [{"type": t, "label": LABELS.get(t, t), "what": "; ".join(
+            describe(s) for s in offer.requested if _type_of(s) == t),
+            "categories": CATEGORY_CHOICES.get(t, []) if t in unfiltered else []} for t in types],
+        "offline": "offline_access" in offer.requested, "active_tab": None,
+    }
+
+
+def _type_of(scope: str) -> str | None:
+    found = resource_types([scope])
+    return found[0] if found else None
+
+
+@bp.post("/oauth/consent")
+@login_required
+def consent() -> Any:
+    pending = dict(session.get("oauth_pending") or {})
+    params = pending.pop(request.form.get("rid", ""), None)
+    session["oauth_pending"] = pending
+    if not params:
+        return render_template("oauth/error.html", message="This sign-in request has expired or was already "
+                               "answered. Go back to the app and connect it again."), 400
+    req = StoredRequest(params)
+    try:
+        req, grant = _validated(params)
+    except OAuth2Error as err:
+        return _error(req, err)
+    user = current_user()
+    assert user is not None
+    if request.form.get("decision") != "allow":
+        return _error(req, AccessDeniedError(redirect_uri=grant.redirect_uri, state=params.get("state")))
+    requested = split(req.scope)
+    try:
+        offer = _offer(user, req.client.row.client_id, requested, params)
+    except OAuthDomainError as exc:
+        return _error(req, InvalidRequestError(str(exc), redirect_uri=grant.redirect_uri, state=params.get("state")))
+    choice = offer.fixed or next((c for c in offer.choices if c.patient_id == request.form.get("patient_id")), None)
+    if offer.needs_patient and choice is None:
+        return render_template("oauth/consent.html", error="Choose whose record the app may see.",
+                               **_page(req, offer, _keep(params))), 400
+    cats = tuple((t, tuple(v for v, _ in CATEGORY_CHOICES.get(t, []) if v in request.form.getlist(f"cat_{t}")))
+                 for t in CATEGORY_CHOICES)
+    choices = Choices(types=frozenset(request.form.getlist("type")), categories=cats,
+                      offline=bool(request.form.get("offline")))
+    return _approve(req, grant, user, offer, choice, apply_choices(requested, choices))
+
+
+def _keep(params: dict[str, str]) -> str:
+    pending = dict(session.get("oauth_pending") or {})
+    rid = secrets.token_urlsafe(12)
+    pending[rid] = params
+    session["oauth_pending"] = pending
+    return rid
+
+
+__all__ = ["bp", "Response"]

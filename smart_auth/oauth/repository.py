@@ -1,0 +1,98 @@
+"""Queries over the OAuth tables; secrets are looked up by their SHA-256 digest."""
+from __future__ import annotations
+
+import hashlib
+import time
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from .models import AppGrant, AuthCode, LaunchContext, OAuthClient, OAuthToken, UsedAssertion
+
+
+def digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def now() -> int:
+    return int(time.time())
+
+
+def client(dbs: Session, client_id: str | None) -> OAuthClient | None:
+    if not client_id:
+        return None
+    return dbs.execute(select(OAuthClient).where(OAuthClient.client_id == client_id)).scalar_one_or_none()
+
+
+def launchable_clients(dbs: Session) -> list[OAuthClient]:
+    return list(dbs.execute(select(OAuthClient).where(OAuthClient.launch_uri.is_not(None))
+                            .order_by(OAuthClient.name)).scalars())
+
+
+def code(dbs: Session, value: str) -> AuthCode | None:
+    return dbs.execute(select(AuthCode).where(AuthCode.code_hash == digest(value))).scalar_one_or_none()
+
+
+def token_by_access(dbs: Session, value: str) -> OAuthToken | None:
+    return dbs.execute(select(OAuthToken).where(OAuthToken.access_hash == digest(value))).scalar_one_or_none()
+
+
+def token_by_refresh(dbs: Session, value: str) -> OAuthToken | None:
+    return dbs.execute(select(OAuthToken).where(OAuthToken.refresh_hash == digest(value))).scalar_one_or_none()
+
+
+def revoke_tokens(dbs: Session, *, user_id: int | None = None, client_id: str | None = None,
+                  patient_id: str | None = None, code_id: int | None = None, app_grant_id: int | None = None) -> int:
+    """Revoke every live token matching all the given criteria; returns how many."""
+    q = update(OAuthToken).where(OAuthToken.revoked.is_(False))
+    if user_id is not None:
+        q = q.where(OAuthToken.user_id == user_id)
+    if client_id is not None:
+        q = q.where(OAuthToken.client_id == client_id)
+    if patient_id is not None:
+        q = q.where(OAuthToken.patient_id == patient_id)
+    if code_id is not None:
+        q = q.where(OAuthToken.code_id == code_id)
+    if app_grant_id is not None:
+        q = q.where(OAuthToken.app_grant_id == app_grant_id)
+    return int(dbs.execute(q.values(revoked=True)).rowcount or 0)  # type: ignore[attr-defined]
+
+
+def app_grant(dbs: Session, user_id: int, client_id: str, patient_id: str | None) -> AppGrant | None:
+    return dbs.execute(select(AppGrant).where(
+        AppGrant.user_id == user_id, AppGrant.client_id == client_id, AppGrant.revoked_at.is_(None),
+        AppGrant.patient_id == patient_id if patient_id else AppGrant.patient_id.is_(None))
+        .order_by(AppGrant.id.desc())).scalars().first()
+
+
+def app_grants_for_user(dbs: Session, user_id: int) -> list[AppGrant]:
+    return list(dbs.execute(select(AppGrant).where(AppGrant.user_id == user_id, AppGrant.revoked_at.is_(None))
+                            .order_by(AppGrant.created_at.desc())).scalars())
+
+
+def remembered(dbs: Session, user_id: int, client_id: str) -> list[AppGrant]:
+    return list(dbs.execute(select(AppGrant).where(AppGrant.user_id == user_id, AppGrant.client_id == client_id,
+                                                   AppGrant.revoked_at.is_(None))).scalars())
+
+
+def launch(dbs: Session, handle: str) -> LaunchContext | None:
+    return dbs.execute(select(LaunchContext).where(LaunchContext.handle_hash == digest(handle))).scalar_one_or_none()
+
+
+def use_jti(dbs: Session, client_id: str, jti: str, expires_at: int) -> bool:
+    """Record an assertion's jti; False when it was already used (replay)."""
+    dbs.execute(UsedAssertion.__table__.delete().where(UsedAssertion.expires_at < now() - 600))
+    try:
+        with dbs.begin_nested():
+            dbs.add(UsedAssertion(client_id=client_id, jti=jti, expires_at=expires_at))
+    except IntegrityError:
+        return False
+    return True
+
+
+def live_tokens_for(dbs: Session, user_id: int, client_id: str) -> list[OAuthToken]:
+    t = now()
+    return list(dbs.execute(select(OAuthToken).where(
+        OAuthToken.user_id == user_id, OAuthToken.client_id == client_id, OAuthToken.revoked.is_(False),
+        or_(OAuthToken.expires_at > t, OAuthToken.refresh_expires_at > t))).scalars())

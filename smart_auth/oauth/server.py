@@ -1,0 +1,345 @@
+"""Authlib wiring: the authorization server, its grants (code + PKCE S256, refresh, client
+credentials), client and token adapters, and the SMART additions to the token response."""
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+from authlib.integrations.flask_oauth2 import AuthorizationServer
+from authlib.integrations.flask_oauth2.requests import FlaskOAuth2Payload, FlaskOAuth2Request
+from authlib.oauth2.rfc6749 import (
+    ClientMixin,
+    InvalidClientError,
+    InvalidGrantError,
+    InvalidRequestError,
+    InvalidScopeError,
+    OAuth2Request,
+    UnauthorizedClientError,
+    grants,
+)
+from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
+from authlib.oauth2.rfc7636 import CodeChallenge
+from flask import Flask, current_app
+from flask import request as flask_request
+
+from smart_auth.accounts.models import User
+from smart_auth.accounts.session import db, has_active_access
+
+from . import repository as repo
+from .models import AuthCode, OAuthClient, OAuthToken
+from .scopes import allowed, covers, split
+from .service import same_resource
+
+ACCESS_TTL_S = 3600
+BACKEND_TTL_S = 300
+CODE_TTL_S = 60
+OFFLINE_TTL_S = 120 * 24 * 3600  # refresh tokens outlive the three months SMART asks for
+ONLINE_TTL_S = 8 * 3600
+AUTH_METHODS = ["client_secret_basic", "private_key_jwt", "client_secret_post", "none"]
+
+
+def _https(url: str) -> str:
+    """Authlib refuses http URLs; TLS is the deployment's job (CARESPACE_BASE_URL), not this check's."""
+    return "https://" + url.split("://", 1)[1] if url.startswith("http://") else url
+
+
+class FlaskRequest(FlaskOAuth2Request):
+    def __init__(self, request: Any) -> None:  # noqa: D107 - same as Authlib's, minus the https check
+        OAuth2Request.__init__(self, request.method, _https(request.url), headers=request.headers)
+        self._request = request
+        self.payload = FlaskOAuth2Payload(request)
+
+
+class StoredRequest(OAuth2Request):
+    """An authorization request replayed from the parameters kept while the user decides."""
+
+    def __init__(self, params: dict[str, str]) -> None:  # noqa: D107
+        super().__init__("GET", _https(flask_request.url), headers=flask_request.headers)
+        self.payload = BasicOAuth2Payload(params)
+        self.params = params
+        self.decision: dict[str, Any] | None = None
+
+    @property
+    def args(self) -> dict[str, str]:
+        return self.params
+
+    @property
+    def form(self) -> dict[str, str]:
+        return self.params
+
+
+class Client(ClientMixin):
+    """Authlib's view of an OAuthClient row."""
+
+    def __init__(self, row: OAuthClient) -> None:
+        self.row = row
+        self.client_id = row.client_id
+
+    def get_client_id(self) -> str:
+        return self.row.client_id
+
+    def get_default_redirect_uri(self) -> str | None:
+        uris = self.row.redirect_uris.split()
+        return uris[0] if len(uris) == 1 else None
+
+    def get_allowed_scope(self, scope: str | None) -> str | None:
+        kept = allowed(split(scope), split(self.row.scope), user_flow=True)
+        return " ".join(kept) if kept else None
+
+    def check_redirect_uri(self, redirect_uri: str) -> bool:
+        return redirect_uri in self.row.redirect_uris.split()  # exact match only
+
+    def check_client_secret(self, client_secret: str) -> bool:
+        return bool(self.row.secret_hash) and secrets.compare_digest(self.row.secret_hash or "",
+                                                                     repo.digest(client_secret))
+
+    def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
+        if self.row.auth_method == "client_secret_basic":
+            return method in ("client_secret_basic", "client_secret_post")
+        return method == self.row.auth_method
+
+    def check_response_type(self, response_type: str) -> bool:
+        return response_type == "code" and "authorization_code" in self.row.grant_types.split()
+
+    def check_grant_type(self, grant_type: str) -> bool:
+        if grant_type == "refresh_token":
+            return "authorization_code" in self.row.grant_types.split()
+        return grant_type in self.row.grant_types.split()
+
+
+class Code:
+    """Authlib's view of an authorization code."""
+
+    def __init__(self, row: AuthCode) -> None:
+        self.row = row
+        self.code_challenge = row.code_challenge
+        self.code_challenge_method = row.code_challenge_method
+
+    def get_redirect_uri(self) -> str:
+        return self.row.redirect_uri
+
+    def get_scope(self) -> str:
+        return self.row.scope
+
+
+class Token:
+    """Authlib's view of a token row, as found by its access or its refresh token."""
+
+    def __init__(self, row: OAuthToken, kind: str) -> None:
+        self.row = row
+        self.kind = kind
+
+    def check_client(self, client: Client) -> bool:
+        return self.row.client_id == client.row.client_id
+
+    def get_scope(self) -> str:
+        return self.row.scope
+
+    def get_expires_in(self) -> int:
+        return self.row.expires_at - self.row.issued_at
+
+    def expires_at(self) -> int:
+        return (self.row.refresh_expires_at or 0) if self.kind == "refresh_token" else self.row.expires_at
+
+    def is_expired(self) -> bool:
+        return self.expires_at() <= repo.now()
+
+    def is_revoked(self) -> bool:
+        if self.row.revoked:
+            return True
+        if self.row.user_id is None:
+            return False
+        user = db().get(User, self.row.user_id)
+        if user is None or user.status != "active":
+            return True
+        return bool(self.row.patient_id) and user.role != "staff" and not has_active_access(
+            db(), user.id, self.row.patient_id or "")
+
+    def get_user(self) -> User | None:
+        return db().get(User, self.row.user_id) if self.row.user_id else None
+
+    def get_client(self) -> Client | None:
+        row = repo.client(db(), self.row.client_id)
+        return Client(row) if row else None
+
+
+class S256Only(CodeChallenge):
+    """PKCE with S256 only: required for public apps, enforced whenever a challenge was sent."""
+
+    DEFAULT_CODE_CHALLENGE_METHOD = "S256"
+    SUPPORTED_CODE_CHALLENGE_METHOD = ["S256"]
+
+    def validate_code_challenge(self, grant: Any, redirect_uri: str) -> None:
+        data = grant.request.payload.data
+        if data.get("code_challenge") and not data.get("code_challenge_method"):
+            raise InvalidRequestError("code_challenge_method=S256 is required with a code_challenge")
+        if not data.get("code_challenge") and grant.request.client.row.auth_method == "none":
+            raise InvalidRequestError("Public apps must use PKCE (code_challenge with S256)")
+        super().validate_code_challenge(grant, redirect_uri)
+
+
+def smart_checks(grant: Any) -> None:
+    """Grant extension: `aud` must name this FHIR server (the token is only good here)."""
+
+    def check(g: Any, redirect_uri: str) -> None:
+        data = g.request.payload.data
+        aud = data.get("aud") or data.get("resource")
+        if not same_resource(aud, current_app.config["FHIR_BASE_URL"]):
+            raise InvalidRequestError(f"aud must be this FHIR server ({current_app.config['FHIR_BASE_URL']})")
+
+    grant.register_hook("after_validate_authorization_request_payload", check)
+
+
+class CodeGrant(grants.AuthorizationCodeGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
+
+    def save_authorization_code(self, code: str, request: Any) -> None:
+        d = request.decision
+        data = request.payload.data
+        db().add(AuthCode(code_hash=repo.digest(code), client_id=request.client.row.client_id,
+                          user_id=request.user.id, redirect_uri=request.payload.redirect_uri or
+                          request.client.get_default_redirect_uri(), scope=d["scope"], patient_id=d["patient_id"],
+                          fhir_user=d["fhir_user"], code_challenge=data.get("code_challenge"),
+                          code_challenge_method=data.get("code_challenge_method"), nonce=data.get("nonce"),
+                          ehr_launch=d["ehr_launch"], app_grant_id=d["app_grant_id"],
+                          expires_at=repo.now() + CODE_TTL_S))
+        db().commit()
+
+    def query_authorization_code(self, code: str, client: Client) -> Code | None:
+        row = repo.code(db(), code)
+        if row is None or row.client_id != client.row.client_id:
+            return None
+        if row.used:  # RFC 6749 4.1.2: a replayed code revokes what it issued
+            repo.revoke_tokens(db(), code_id=row.id)
+            db().commit()
+            hooks(current_app).refused(client.row.client_id, "authorization code reused; its tokens were revoked")
+            return None
+        if row.expires_at < repo.now():
+            return None
+        return Code(row)
+
+    def delete_authorization_code(self, authorization_code: Code) -> None:
+        authorization_code.row.used = True
+        db().commit()
+
+    def authenticate_user(self, authorization_code: Code) -> User | None:
+        return db().get(User, authorization_code.row.user_id)
+
+
+class RefreshGrant(grants.RefreshTokenGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
+    INCLUDE_NEW_REFRESH_TOKEN = True
+
+    def _validate_request_client(self) -> Client:
+        data = self.request.payload.data
+        if not (self.request.headers.get("Authorization") or data.get("client_id")
+                or data.get("client_assertion")):
+            token = self.authenticate_refresh_token(data.get("refresh_token") or "")
+            client = token.get_client() if token else None
+            if client is None or client.row.auth_method != "none":  # only public apps may omit client_id
+                raise InvalidClientError(description="Client authentication is required")
+            self.request.auth_method = "none"
+            return client
+        client: Client = super()._validate_request_client()
+        return client
+
+    def _validate_token_scope(self, token: Token) -> None:
+        wanted = split(self.request.payload.scope)
+        have = split(token.get_scope())
+        if any(not any(covers(h, w) for h in have) for w in wanted):
+            raise InvalidScopeError(description="A refresh cannot widen the granted scopes")
+
+    def authenticate_refresh_token(self, refresh_token: str) -> Token | None:
+        row = repo.token_by_refresh(db(), refresh_token) if refresh_token else None
+        if row is None:
+            return None
+        token = Token(row, "refresh_token")
+        return None if token.is_revoked() or token.is_expired() else token
+
+    def authenticate_user(self, refresh_token: Token) -> User | None:
+        return refresh_token.get_user()
+
+    def revoke_old_credential(self, refresh_token: Token) -> None:
+        refresh_token.row.revoked = True
+        db().commit()
+
+
+class BackendGrant(grants.ClientCredentialsGrant):
+    """SMART Backend Services: private_key_jwt (or a secret via HTTP Basic) and system/ scopes only."""
+
+    def validate_token_request(self) -> None:
+        basic = (self.request.headers.get("Authorization") or "").lower().startswith("basic ")
+        self.TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic"] if basic else ["private_key_jwt"]
+        client = self.authenticate_token_endpoint_client()
+        if not client.check_grant_type(self.GRANT_TYPE):
+            raise UnauthorizedClientError("This client is not registered for client_credentials")
+        self.request.client = client
+        kept = allowed(split(self.request.payload.scope), split(client.row.scope), user_flow=False)
+        if not kept:
+            raise InvalidScopeError(description="Backend services need system/ scopes within their registration")
+        self.request.scope = " ".join(kept)
+
+    def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
+        token = self.generate_token(scope=self.request.scope, include_refresh_token=False)
+        self.save_token(token)
+        return 200, token, self.TOKEN_RESPONSE_HEADER
+
+
+def generate_bearer(grant_type: str, client: Client, user: Any = None, scope: str | None = None,
+                    expires_in: int | None = None, include_refresh_token: bool = True) -> dict[str, Any]:
+    """Opaque bearer tokens; a refresh token only with offline_access or online_access."""
+    token: dict[str, Any] = {"access_token": secrets.token_urlsafe(32), "token_type": "Bearer",
+                             "expires_in": BACKEND_TTL_S if grant_type == "client_credentials" else ACCESS_TTL_S,
+                             "scope": scope or ""}
+    wanted = split(scope)
+    if include_refresh_token and grant_type != "client_credentials" and (
+            "offline_access" in wanted or "online_access" in wanted):
+        token["refresh_token"] = secrets.token_urlsafe(32)
+    return token
+
+
+class Hooks:
+    """Late-bound callbacks the views provide (token extras, auditing)."""
+
+    def __init__(self, save: Callable[[dict[str, Any], Any], None],
+                 audit: Callable[[str, str | None, str | None, str, bool], None]) -> None:
+        self.save = save
+        self.audit = audit
+
+    def refused(self, client_id: str | None, why: str) -> None:
+        self.audit("token-refused", client_id, None, why, False)
+
+
+def hooks(app: Flask) -> Hooks:
+    return app.extensions["smart.hooks"]  # type: ignore[no-any-return]
+
+
+class SmartServer(AuthorizationServer):
+    """Authlib's Flask server, with requests replayable from stored parameters."""
+
+    def create_oauth2_request(self, request: Any) -> OAuth2Request:
+        if isinstance(request, OAuth2Request):
+            return request
+        if isinstance(request, dict):
+            return StoredRequest(request)
+        return FlaskRequest(flask_request)
+
+
+def build_server(app: Flask, client_auth: Callable[[Any, Any], Any]) -> SmartServer:
+    def query_client(client_id: str) -> Client | None:
+        row = repo.client(db(), client_id)
+        return Client(row) if row else None
+
+    server = SmartServer(app, query_client=query_client,
+                         save_token=lambda token, request: hooks(app).save(token, request))
+    server.register_token_generator("default", generate_bearer)
+    server.register_client_auth_method("private_key_jwt", client_auth)
+    server.register_grant(CodeGrant, [S256Only(required=True), smart_checks])
+    server.register_grant(RefreshGrant)
+    server.register_grant(BackendGrant)
+    return server
+
+
+__all__ = ["SmartServer", "build_server", "Client", "Token", "StoredRequest", "InvalidGrantError",
+           "ONLINE_TTL_S", "OFFLINE_TTL_S"]

@@ -1,0 +1,175 @@
+"""OAuth domain logic without Flask: client registration, bearer-token resolution for the FHIR API,
+consent memory, EHR launch handles and revocation.  Raises domain errors; the views map them."""
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy.orm import Session
+
+from fhir_server.access import AccessContext, parse_scope
+from smart_auth.accounts.models import PatientAccess, User
+from smart_auth.accounts.session import has_active_access
+
+from . import repository as repo
+from .models import AppGrant, LaunchContext, OAuthClient
+from .scopes import split
+
+PatientIds = Callable[[Session, User], list[str]]
+LAUNCH_TTL_S = 3600
+
+
+class OAuthDomainError(Exception):
+    """Bad input to a domain operation (shown to the person or printed by the CLI)."""
+
+
+class InvalidToken(Exception):
+    """A bearer token that must not be honoured (unknown, expired, revoked, wrong audience, access ended)."""
+
+
+def same_resource(a: str | None, b: str) -> bool:
+    """`aud` comparison: the FHIR base, trailing slash and scheme/host case normalised."""
+    if not a:
+        return False
+    x, y = urlsplit(a.strip()), urlsplit(b)
+    return (x.scheme.lower(), x.netloc.lower(), x.path.rstrip("/")) == (y.scheme.lower(), y.netloc.lower(),
+                                                                         y.path.rstrip("/"))
+
+
+@dataclass(frozen=True)
+class NewClient:
+    client_id: str
+    client_secret: str | None
+    row: OAuthClient
+
+
+def register_client(dbs: Session, *, name: str, redirect_uris: list[str], scope: str = "", kind: str = "public",
+                    jwks: str | None = None, jwks_uri: str | None = None, grant_types: list[str] | None = None,
+                    launch_uri: str | None = None, dynamic: bool = False) -> NewClient:
+    """Register an app: kind is public | secret | jwks (private_key_jwt with inline keys or jwks_uri)."""
+    if not name.strip():
+        raise OAuthDomainError("the app needs a name")
+    grants = grant_types or ["authorization_code", "refresh_token"]
+    if "client_credentials" in grants and kind == "public":
+        raise OAuthDomainError("a backend service (client_credentials) needs --jwks-uri, --jwks-file or --secret")
+    if "authorization_code" in grants and not redirect_uris:
+        raise OAuthDomainError("an app that signs people in needs at least one --redirect-uri")
+    for uri in [*redirect_uris, *([launch_uri] if launch_uri else []), *([jwks_uri] if jwks_uri else [])]:
+        parts = urlsplit(uri)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.fragment:
+            raise OAuthDomainError(f"{uri!r} is not an absolute http(s) URL without a fragment")
+    if jwks:
+        try:
+            keys = json.loads(jwks)
+        except ValueError:
+            raise OAuthDomainError("the JWKS is not valid JSON") from None
+        if not isinstance(keys, dict) or not isinstance(keys.get("keys"), list) or not keys["keys"]:
+            raise OAuthDomainError('the JWKS must be an object {"keys": [...]} with at least one key')
+    for s in split(scope):
+        if parse_scope(s) is None and s not in ("openid", "fhirUser", "profile", "launch", "launch/patient",
+                                                 "launch/encounter", "offline_access", "online_access"):
+            raise OAuthDomainError(f"{s!r} is not a SMART scope")
+    method = {"public": "none", "secret": "client_secret_basic", "jwks": "private_key_jwt"}[kind]
+    secret = secrets.token_urlsafe(32) if kind == "secret" else None
+    client_id = secrets.token_urlsafe(18)
+    row = OAuthClient(client_id=client_id, name=name.strip(), secret_hash=repo.digest(secret) if secret else None,
+                      auth_method=method, redirect_uris="\n".join(redirect_uris), scope=" ".join(split(scope)),
+                      grant_types=" ".join(grants), jwks=jwks, jwks_uri=jwks_uri, launch_uri=launch_uri,
+                      dynamic=dynamic, created_at=repo.now())
+    dbs.add(row)
+    dbs.flush()
+    return NewClient(client_id, secret, row)
+
+
+def resolve_token(dbs: Session, token: str, fhir_base: str, patient_ids: PatientIds) -> AccessContext:
+    """The AccessContext of a bearer token, or InvalidToken; also records the app's last use."""
+    row = repo.token_by_access(dbs, token)
+    t = repo.now()
+    if row is None or row.revoked or row.expires_at <= t:
+        raise InvalidToken("The access token is unknown, expired or revoked")
+    if row.aud and not same_resource(row.aud, fhir_base):
+        raise InvalidToken("The access token was issued for another server")
+    user_ids = None
+    if row.user_id is not None:
+        user = dbs.get(User, row.user_id)
+        if user is None or user.status != "active":
+            raise InvalidToken("The person who authorized this app can no longer sign in")
+        if row.patient_id and user.role != "staff" and not has_active_access(dbs, user.id, row.patient_id):
+            raise InvalidToken("Access to this patient's record has ended")
+        if user.role != "staff":
+            user_ids = patient_ids(dbs, user)
+        if row.app_grant_id:
+            grant = dbs.get(AppGrant, row.app_grant_id)
+            if grant is None or grant.revoked_at is not None:
+                raise InvalidToken("The app's access was revoked")
+            if grant.last_used_at is None or grant.last_used_at < t - 60:
+                grant.last_used_at = t
+                dbs.commit()
+    return AccessContext.from_scopes(split(row.scope), patient_id=row.patient_id, user=row.fhir_user,
+                                     client_id=row.client_id, user_patient_ids=user_ids)
+
+
+def active_patient_ids(dbs: Session, user: User) -> list[str]:
+    """Patients a (non-staff) user may act for right now: what their user/ scopes can reach."""
+    from sqlalchemy import select
+    return list(dbs.execute(select(PatientAccess.patient_id).where(
+        PatientAccess.user_id == user.id, PatientAccess.status == "active")).scalars())
+
+
+def remember_consent(dbs: Session, user_id: int, client_id: str, patient_id: str | None, requested: list[str],
+                     granted: list[str]) -> AppGrant:
+    """Store (or update) the user's decision for this app, shown on "Connected apps"."""
+    grant = repo.app_grant(dbs, user_id, client_id, patient_id)
+    if grant is None:
+        grant = AppGrant(user_id=user_id, client_id=client_id, patient_id=patient_id, created_at=repo.now(),
+                         requested_scope="", granted_scope="")
+        dbs.add(grant)
+    grant.requested_scope = " ".join(requested)
+    grant.granted_scope = " ".join(granted)
+    dbs.flush()
+    return grant
+
+
+def revoke_app(dbs: Session, user_id: int, grant_id: int) -> AppGrant | None:
+    """"Revoke" on Connected apps: the decision is forgotten and every token of the app dies at once."""
+    grant = dbs.get(AppGrant, grant_id)
+    if grant is None or grant.user_id != user_id or grant.revoked_at is not None:
+        return None
+    grant.revoked_at = repo.now()
+    for other in repo.remembered(dbs, user_id, grant.client_id):
+        if other.patient_id == grant.patient_id:
+            other.revoked_at = grant.revoked_at
+    repo.revoke_tokens(dbs, user_id=user_id, client_id=grant.client_id, patient_id=grant.patient_id)
+    repo.revoke_tokens(dbs, app_grant_id=grant.id)
+    return grant
+
+
+def create_launch(dbs: Session, user_id: int, client_id: str, patient_id: str) -> str:
+    """An opaque `launch` handle binding this user and patient for an EHR launch of the app."""
+    handle = secrets.token_urlsafe(24)
+    dbs.add(LaunchContext(handle_hash=repo.digest(handle), user_id=user_id, client_id=client_id,
+                          patient_id=patient_id, expires_at=repo.now() + LAUNCH_TTL_S))
+    dbs.flush()
+    return handle
+
+
+def launch_patient(dbs: Session, handle: str, client_id: str, user_id: int) -> str:
+    """The patient a launch handle binds, for this app and user; OAuthDomainError otherwise."""
+    ctx = repo.launch(dbs, handle)
+    if ctx is None or ctx.expires_at < repo.now() or ctx.client_id != client_id or ctx.user_id != user_id:
+        raise OAuthDomainError("The launch is unknown or has expired; start the app again from Connected apps")
+    if not has_active_access(dbs, user_id, ctx.patient_id):
+        raise OAuthDomainError("You no longer have access to this patient's record")
+    return ctx.patient_id
+
+
+def describe_token(row: Any) -> dict[str, Any]:
+    """Fields shared by token responses and introspection."""
+    out: dict[str, Any] = {}
+    if row.patient_id:
+        out["patient"] = row.patient_id
+    return out

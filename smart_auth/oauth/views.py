@@ -1,0 +1,189 @@
+"""SMART on FHIR HTTP surface: discovery, token, introspection, revocation, registration, JWKS;
+init_app wires the authorization server, the FHIR bearer-token resolver, CORS and revocation hooks."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
+
+from fhir_server.access import AccessContext
+from fhir_server.errors import Unauthorized
+from smart_auth.accounts.models import PatientAccess
+from smart_auth.accounts.session import db
+
+from . import repository as repo
+from .client_auth import private_key_jwt
+from .discovery import STYLE, endpoints, openid_configuration, security_hook, smart_configuration
+from .endpoints import Introspection, Registration, Revocation
+from .keys import ClientKeys, ServerKey
+from .models import AppGrant
+from .server import Hooks, SmartServer, build_server
+from .service import InvalidToken, active_patient_ids, resolve_token
+from .tokens import make_audit, make_save
+
+log = logging.getLogger("carespace.oauth")
+bp = Blueprint("smart", __name__)
+TOKEN_PATHS = ["/oauth/token", "/oauth/introspect", "/oauth/revoke", "/oauth/register", "/oauth/authorize"]
+CORS_PREFIXES = ("/fhir", "/.well-known", "/oauth/token", "/oauth/introspect", "/oauth/revoke", "/oauth/register",
+                 "/oauth/jwks", "/oauth/smart-style.json")
+REALM = 'Bearer realm="CareSpace FHIR"'
+
+
+def server() -> SmartServer:
+    return current_app.extensions["smart.server"]  # type: ignore[no-any-return]
+
+
+def _json(doc: dict[str, Any]) -> Response:
+    resp = jsonify(doc)
+    resp.headers["Cache-Control"] = "public, max-age=300"
+    return resp
+
+
+@bp.get("/fhir/.well-known/smart-configuration")
+def smart_config() -> Response:
+    return _json(smart_configuration(current_app.config))
+
+
+@bp.get("/.well-known/openid-configuration")
+def openid_config() -> Response:
+    return _json(openid_configuration(current_app.config))
+
+
+@bp.get("/oauth/jwks")
+def jwks() -> Response:
+    return _json(current_app.extensions["smart.key"].jwks())
+
+
+@bp.get("/oauth/smart-style.json")
+def smart_style() -> Response:
+    return _json(STYLE)
+
+
+@bp.post("/oauth/token")
+def token() -> Response:
+    resp: Response = server().create_token_response()
+    if resp.status_code >= 400:
+        db().rollback()
+        body = resp.get_json(silent=True) or {}
+        current_app.extensions["smart.hooks"].refused(
+            request.form.get("client_id"), f"{body.get('error')}: {body.get('error_description', '')}")
+    return resp
+
+
+@bp.post("/oauth/introspect")
+def introspect() -> Response:
+    return server().create_endpoint_response(Introspection.ENDPOINT_NAME)  # type: ignore[no-any-return]
+
+
+@bp.post("/oauth/revoke")
+def revoke() -> Response:
+    return server().create_endpoint_response(Revocation.ENDPOINT_NAME)  # type: ignore[no-any-return]
+
+
+@bp.post("/oauth/register")
+def register() -> Response:
+    if not current_app.config.get("DYNAMIC_CLIENT_REGISTRATION", True):
+        resp = jsonify(error="access_denied", error_description="Dynamic client registration is switched off; "
+                                                                "ask the practice to register the app")
+        resp.status_code = 403
+        return resp
+    return server().create_endpoint_response(Registration.ENDPOINT_NAME)  # type: ignore[no-any-return]
+
+
+def bearer_resolver(app: Flask) -> Any:
+    """The FHIR API's access resolver: the Bearer token of the current request, or 401."""
+
+    def resolve() -> AccessContext:
+        auth = request.headers.get("Authorization", "")
+        if not auth:
+            raise Unauthorized("This FHIR server needs a SMART access token (Authorization: Bearer ...)",
+                               headers={"WWW-Authenticate": REALM})
+        scheme, _, value = auth.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise Unauthorized("Send the access token as Authorization: Bearer <token>",
+                               headers={"WWW-Authenticate": f'{REALM}, error="invalid_request"'})
+        with app.extensions["carespace.sessions"]() as dbs:
+            try:
+                return resolve_token(dbs, value.strip(), app.config["FHIR_BASE_URL"], active_patient_ids)
+            except InvalidToken as exc:
+                raise Unauthorized(str(exc), headers={
+                    "WWW-Authenticate": f'{REALM}, error="invalid_token", error_description="{exc}"'}) from None
+
+    return resolve
+
+
+def _revocation_hooks(app: Flask) -> None:
+    """Revoking a proxy or resetting a password kills that person's app tokens at once."""
+    sessions = app.extensions["carespace.sessions"]
+
+    def on_access_revoked(user_id: int, patient_id: str) -> None:
+        try:
+            with sessions() as dbs:
+                repo.revoke_tokens(dbs, user_id=user_id, patient_id=patient_id)
+                for grant in dbs.query(AppGrant).filter_by(user_id=user_id, patient_id=patient_id, revoked_at=None):
+                    grant.revoked_at = repo.now()
+                dbs.commit()
+        except Exception:  # noqa: BLE001 - tokens also fail their per-use access check
+            log.exception("could not revoke app tokens of user %s for patient %s", user_id, patient_id)
+
+    def on_password_reset(user_id: int) -> None:
+        try:
+            with sessions() as dbs:
+                repo.revoke_tokens(dbs, user_id=user_id)
+                dbs.commit()
+        except Exception:  # noqa: BLE001 - tokens also fail their per-use user check
+            log.exception("could not revoke app tokens of user %s", user_id)
+
+    app.extensions.setdefault("on_access_revoked", []).append(on_access_revoked)
+    app.extensions.setdefault("on_password_reset", []).append(on_password_reset)
+
+
+def _cors(resp: Response) -> Response:
+    origin = request.headers.get("Origin")
+    if origin and request.path.startswith(CORS_PREFIXES):
+        resp.headers["Access-Control-Allow-Origin"] = origin
+        resp.vary.add("Origin")
+        resp.headers["Access-Control-Expose-Headers"] = ("Location, Content-Location, ETag, Last-Modified, "
+                                                         "WWW-Authenticate")
+        if request.method == "OPTIONS":
+            resp.headers["Access-Control-Allow-Methods"] = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
+            resp.headers["Access-Control-Allow-Headers"] = request.headers.get(
+                "Access-Control-Request-Headers", "Authorization, Content-Type, Accept, Prefer")
+            resp.headers["Access-Control-Max-Age"] = "600"
+    return resp
+
+
+def init_app(app: Flask) -> None:
+    from .apps import bp as apps_bp
+    from .authorize import bp as authorize_bp
+
+    app.config.setdefault("DYNAMIC_CLIENT_REGISTRATION", True)
+    key = ServerKey(app.config["INSTANCE_DIR"])
+    app.extensions["smart.key"] = key
+    audit = make_audit(app)
+    app.extensions["smart.hooks"] = Hooks(make_save(app, key), audit)
+
+    def use_jti(client_id: str, jti: str, exp: int) -> bool:
+        ok = repo.use_jti(db(), client_id, jti, exp)
+        db().commit()
+        return ok
+
+    auth = private_key_jwt(lambda: endpoints(app.config)["token"], ClientKeys(), use_jti, repo.now)
+    srv = build_server(app, auth)
+    srv.register_endpoint(Introspection)
+    srv.register_endpoint(Revocation)
+    srv.register_endpoint(Registration(srv))
+    app.extensions["smart.server"] = srv
+    if not app.config.get("FHIR_ACCESS_RESOLVER"):
+        app.extensions["fhir_access_resolver"] = bearer_resolver(app)
+    app.extensions.setdefault("capability_security_hooks", []).append(security_hook(app.config))
+    app.extensions.setdefault("csrf_exempt_prefixes", []).extend(TOKEN_PATHS)
+    _revocation_hooks(app)
+    app.after_request(_cors)
+    app.register_blueprint(bp)
+    app.register_blueprint(authorize_bp)
+    app.register_blueprint(apps_bp)
+
+
+__all__ = ["init_app", "PatientAccess"]
