@@ -34,7 +34,7 @@ def history(svc: "FhirService", ctx: AccessContext, rtype: str | None, fid: str 
         q = q.where(v.res_pk == cur.pk)
     elif rtype:
         svc._check_type(rtype)
-        if not ctx.trusted and (ctx.patient_ids is not None or not ctx.grants_for(rtype, "r")):
+        if not ctx.trusted and (not ctx.grants_for(rtype, "r") or ctx.compartment_limit(rtype, ctx.grants_for(rtype, "r")) is not None):
             raise Forbidden("Type history needs user or system read access to the type")
         q = q.where(v.res_type == rtype)
     elif not ctx.trusted:
