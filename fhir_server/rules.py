@@ -27,3 +27,6 @@ def rule(resource_type: str) -> Callable[[Rule], Rule]:
 def check(repo: "Repository", resource: dict[str, Any], ctx: AccessContext) -> None:
     for fn in RULES.get(resource.get("resourceType", ""), []):
         fn(repo, resource, ctx)
+
+
+from . import rules_messages  # noqa: E402,F401 - registers the Communication rules
