@@ -25,9 +25,8 @@ LEEWAY_S = 30
 
 def _segment(token: str, i: int) -> dict[str, Any]:
     try:
-        part = token.split(".")[i]
-        data = json.loads(urlsafe_b64decode(part.encode() + b"=" * (-len(part) % 4)))
-    except (IndexError, ValueError):
+        data = json.loads(urlsafe_b64decode(token.split(".")[i].encode()))
+    except (IndexError, ValueError, TypeError):
         raise InvalidClientError(description="client_assertion is not a JWT") from None
     if not isinstance(data, dict):
         raise InvalidClientError(description="client_assertion is not a JWT")

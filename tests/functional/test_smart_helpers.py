@@ -142,7 +142,7 @@ class Smart:
         assert q.get("state") == self.state and "code" in q, q
         return q["code"]
 
-    def exchange(self, client_id: str, code: str, secret: str | None = None, **extra: str) -> Any:
+    def exchange(self, client_id: str, code: str, secret: str | None = None, /, **extra: str) -> Any:
         data = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT,
                 "code_verifier": self.verifier, **extra}
         headers = basic(client_id, secret) if secret else {}
