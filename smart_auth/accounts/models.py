@@ -1,14 +1,14 @@
 """Account tables: users, and which patients each user may act for (self or proxy)."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-from sqlalchemy import DateTime, ForeignKey, Index, Integer, String
+from sqlalchemy import DateTime, Float, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Base(DeclarativeBase):
@@ -54,3 +54,29 @@ class PatientAccess(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     __table_args__ = (Index("ix_auth_access_user", "user_id", "status"),
                       Index("ix_auth_access_patient", "patient_id", "status"))
+
+
+class AuthToken(Base):
+    """A single-use link token (registration invite or password reset); only its sha256 is stored."""
+
+    __tablename__ = "auth_link_token"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    purpose: Mapped[str] = mapped_column(String(16))  # invite | reset
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("auth_user.id"), nullable=True)
+    access_id: Mapped[int | None] = mapped_column(ForeignKey("auth_patient_access.id"), nullable=True)
+    expires_at: Mapped[float] = mapped_column(Float)  # epoch seconds
+    state: Mapped[str] = mapped_column(String(16), default="active")  # active | used | replaced | revoked
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    __table_args__ = (Index("ix_auth_link_token_user", "purpose", "user_id"),
+                      Index("ix_auth_link_token_access", "purpose", "access_id"))
+
+
+class LoginThrottle(Base):
+    """Failed attempts per key ("email:..." or "ip:..."), shared by every server process."""
+
+    __tablename__ = "auth_throttle"
+    key: Mapped[str] = mapped_column(String(400), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    window_start: Mapped[float] = mapped_column(Float, default=0.0)
+    locked_until: Mapped[float] = mapped_column(Float, default=0.0)

@@ -7,9 +7,10 @@ every request, so revoking a proxy takes effect at once.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import wraps
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from flask import current_app, g, redirect, request, session
