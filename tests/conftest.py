@@ -190,3 +190,10 @@ def phone_page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     except Exception:  # noqa: BLE001
         pass
     context.close()
+
+
+@pytest.fixture
+def smart(app: Any, client: Any) -> Any:
+    """SMART driver (tests/functional/test_smart_helpers.py): users, apps, authorize -> consent -> token."""
+    from tests.functional.test_smart_helpers import Smart
+    return Smart(app, client)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-from tests.functional.test_smart_helpers import FHIR_BASE, OBS_CAT, REDIRECT, pkce, query, smart  # noqa: F401
+from tests.functional.test_smart_helpers import FHIR_BASE, OBS_CAT, REDIRECT, pkce, query
 
 
 def _setup(smart, kind="public"):

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from joserfc import jwk, jwt
 
-from tests.functional.test_smart_helpers import REDIRECT, TOKEN_URL, basic, smart  # noqa: F401
+from tests.functional.test_smart_helpers import REDIRECT, TOKEN_URL, basic
 
 ATYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 FULL = "launch/patient openid fhirUser offline_access patient/*.rs"

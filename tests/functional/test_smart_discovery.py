@@ -5,8 +5,6 @@ import os
 import stat
 from pathlib import Path
 
-from tests.functional.test_smart_helpers import smart  # noqa: F401
-
 CAPS = ("launch-standalone launch-ehr client-public client-confidential-symmetric client-confidential-asymmetric "
         "sso-openid-connect context-standalone-patient context-ehr-patient context-banner context-style "
         "permission-offline permission-patient permission-user permission-v1 permission-v2 authorize-post").split()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import update
 
-from tests.functional.test_smart_helpers import OBS_CAT, smart  # noqa: F401
+from tests.functional.test_smart_helpers import OBS_CAT
 
 
 def _two_patients(smart, scope="launch/patient openid fhirUser offline_access patient/*.rs"):

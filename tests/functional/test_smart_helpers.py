@@ -9,8 +9,6 @@ import uuid
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-import pytest
-
 from fhir_server.access import AccessContext
 
 REDIRECT = "https://app.example.org/callback"
@@ -165,8 +163,3 @@ class Smart:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         headers.update(kw.pop("headers", {}))
         return self.client.get(f"/fhir/{path}", headers=headers, **kw)
-
-
-@pytest.fixture
-def smart(app: Any, client: Any) -> Smart:
-    return Smart(app, client)

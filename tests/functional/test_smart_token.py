@@ -5,7 +5,7 @@ import uuid
 
 from joserfc import jwk, jwt
 
-from tests.functional.test_smart_helpers import REDIRECT, basic, smart  # noqa: F401
+from tests.functional.test_smart_helpers import REDIRECT, basic
 
 FULL = "launch/patient openid fhirUser offline_access patient/*.rs"
 
