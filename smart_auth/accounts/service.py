@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from fhir_server.audit import audit_event
@@ -215,6 +216,12 @@ class AccountService:
     # ---- login --------------------------------------------------------------------------------
     def authenticate(self, email: str, password: str, birth_date: str, ip: str | None) -> User:
         """All three must match; one generic failure; throttled per account and per address."""
+        try:
+            return self._authenticate(email, password, birth_date, ip)
+        except IntegrityError:  # two first failures for the same key at once: count again
+            return self._authenticate(email, password, birth_date, ip)
+
+    def _authenticate(self, email: str, password: str, birth_date: str, ip: str | None) -> User:
         keys = security.throttle_keys(email or "", ip)
         now = self.clock()
         user: User | None = None

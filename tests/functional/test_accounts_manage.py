@@ -104,6 +104,9 @@ def test_revoke_takes_effect_at_once(app: Any, client: Any, fhir: Any) -> None:
     assert rp["active"] is False and rp["period"]["end"]
     page = text(client.get("/manage-users"))
     assert f"Access revoked: {KID}" in page and "Nobody else has access" in page
+    _req, found = fhir.search(AccessContext.system("t"), "AuditEvent", [("_count", "200")])
+    events = [fhir.read(AccessContext.system("t"), "AuditEvent", fid).json() for _t, fid, _v in found.matches]
+    assert {"grant", "revoke"} <= {e["subtype"][0]["code"] for e in events}
 
 
 def test_revoking_a_pending_invite_kills_its_link(app: Any, client: Any) -> None:
@@ -165,4 +168,27 @@ def test_cli_invites_outbox_and_demo(app: Any, capsys: Any, monkeypatch: Any) ->
         assert "Viewing the record of Alex Morgan" in text(c.get("/health"))
         post(c, "/logout", {}, page="/health")
     assert login(c, "dr.chen@example.com", "1975-05-14", "CareSpace-Demo1!").status_code == 302
+
+
+def test_staff_invite_registers_with_birth_date(app: Any) -> None:
+    r = app.extensions["accounts"].invite_staff("nurse@example.org", "Nina Nurse")
+    token = token_of(last_link(app, "nurse@example.org"))
+    c = app.test_client()
+    assert "Date of birth" in text(c.get(f"/register?token={token}"))
+    assert register(c, token, birth_date="1985-01-01").status_code == 302
+    assert login(c, "nurse@example.org", "1985-01-01").status_code == 302
+    with app.extensions["carespace.sessions"]() as s:
+        from smart_auth.accounts.models import User
+        user = s.get(User, r.user_id)
+        assert user is not None and user.role == "staff" and (user.fhir_user or "").startswith("Practitioner/")
+
+
+def test_idle_warning_and_session_ping(app: Any, client: Any) -> None:
+    patient_user(app, client)
+    page = client.get("/health").get_data(as_text=True)
+    assert 'id="idle-warning"' in page and "Stay signed in" in page
+    assert client.get("/session/ping").get_json()["signed_in"] is True
+    app.config["IDLE_TIMEOUT_S"] = -1
+    assert client.get("/session/ping").get_json()["signed_in"] is False
+    assert client.get("/health").status_code == 302
     assert PASSWORD
