@@ -49,7 +49,7 @@ def private_key_jwt(token_url: Callable[[], str], keys: ClientKeys, use_jti: Cal
         header, unverified = _segment(assertion, 0), _segment(assertion, 1)
         client_id = unverified.get("iss")
         client = query_client(client_id) if isinstance(client_id, str) else None
-        if client is None or client.row.auth_method != "private_key_jwt":
+        if client is None or not isinstance(client_id, str) or client.row.auth_method != "private_key_jwt":
             raise InvalidClientError(description="The assertion's issuer is not a registered asymmetric client")
         if data.get("client_id") not in (None, client_id):
             raise InvalidClientError(description="client_id does not match the assertion's issuer")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import hashlib
 import time
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -82,7 +82,7 @@ def launch(dbs: Session, handle: str) -> LaunchContext | None:
 
 def use_jti(dbs: Session, client_id: str, jti: str, expires_at: int) -> bool:
     """Record an assertion's jti; False when it was already used (replay)."""
-    dbs.execute(UsedAssertion.__table__.delete().where(UsedAssertion.expires_at < now() - 600))
+    dbs.execute(delete(UsedAssertion).where(UsedAssertion.expires_at < now() - 600))
     try:
         with dbs.begin_nested():
             dbs.add(UsedAssertion(client_id=client_id, jti=jti, expires_at=expires_at))

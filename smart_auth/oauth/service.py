@@ -6,7 +6,6 @@ import json
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy.orm import Session
@@ -166,10 +165,3 @@ def launch_patient(dbs: Session, handle: str, client_id: str, user_id: int) -> s
         raise OAuthDomainError("You no longer have access to this patient's record")
     return ctx.patient_id
 
-
-def describe_token(row: Any) -> dict[str, Any]:
-    """Fields shared by token responses and introspection."""
-    out: dict[str, Any] = {}
-    if row.patient_id:
-        out["patient"] = row.patient_id
-    return out

@@ -9,7 +9,6 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
 from fhir_server.access import AccessContext
 from fhir_server.errors import Unauthorized
-from smart_auth.accounts.models import PatientAccess
 from smart_auth.accounts.session import db
 
 from . import repository as repo
@@ -107,6 +106,7 @@ def bearer_resolver(app: Flask) -> Any:
             try:
                 return resolve_token(dbs, value.strip(), app.config["FHIR_BASE_URL"], active_patient_ids)
             except InvalidToken as exc:
+                app.extensions["smart.hooks"].refused(None, f"FHIR API {request.method} {request.path}: {exc}")
                 raise Unauthorized(str(exc), headers={
                     "WWW-Authenticate": f'{REALM}, error="invalid_token", error_description="{exc}"'}) from None
 
@@ -185,5 +185,3 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(authorize_bp)
     app.register_blueprint(apps_bp)
 
-
-__all__ = ["init_app", "PatientAccess"]
