@@ -7,7 +7,8 @@ import sys
 from typing import Callable, Sequence
 
 # Modules that add sub-commands: each has register(subparsers) and sets func(args) -> int.
-COMMAND_MODULES = ["carespace.commands_core", "carespace.commands_accounts", "carespace.commands_smart"]
+COMMAND_MODULES = ["carespace.commands_core", "carespace.commands_accounts", "carespace.commands_smart",
+                   "carespace.commands_bundles"]
 
 
 class CommandError(Exception):

@@ -1,0 +1,1 @@
+"""Patient Bundles: the Download, Send Record (password-encrypted JWE for outside providers) and retrieval."""
