@@ -14,7 +14,8 @@ from fhir_server.validation import validate_resource
 
 from .errors import InputError, NotAllowed
 from .models import PatientAccess, User, utcnow
-from .service import AccountService, check_date, normalize_email
+from .recovery import Recovery
+from .service import check_date, normalize_email
 
 SYSTEM = AccessContext.system("accounts")
 
@@ -60,7 +61,7 @@ def _human_name(full: str) -> dict[str, Any]:
     return {"text": full, "family": parts[-1], "given": parts[:-1] or parts}
 
 
-class Invitations(AccountService):
+class Invitations(Recovery):
     """The practice side (invite patients and staff) and the patient side (Manage Users)."""
 
     # ---- practice ---------------------------------------------------------------------------------
