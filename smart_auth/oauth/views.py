@@ -3,6 +3,7 @@ init_app wires the authorization server, the FHIR bearer-token resolver, CORS an
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
@@ -70,14 +71,24 @@ def token() -> Response:
     return resp
 
 
+def _audited(resp: Response, what: str) -> Response:
+    """Refused introspection and revocation requests are audited like refused token requests."""
+    if resp.status_code >= 400:
+        db().rollback()
+        body = resp.get_json(silent=True) or {}
+        current_app.extensions["smart.hooks"].refused(
+            request.form.get("client_id"), f"{what}: {body.get('error')}: {body.get('error_description', '')}")
+    return resp
+
+
 @bp.post("/oauth/introspect")
 def introspect() -> Response:
-    return server().create_endpoint_response(Introspection.ENDPOINT_NAME)  # type: ignore[no-any-return]
+    return _audited(server().create_endpoint_response(Introspection.ENDPOINT_NAME), "introspection")
 
 
 @bp.post("/oauth/revoke")
 def revoke() -> Response:
-    return server().create_endpoint_response(Revocation.ENDPOINT_NAME)  # type: ignore[no-any-return]
+    return _audited(server().create_endpoint_response(Revocation.ENDPOINT_NAME), "revocation")
 
 
 @bp.post("/oauth/register")
@@ -158,7 +169,9 @@ def init_app(app: Flask) -> None:
     from .apps import bp as apps_bp
     from .authorize import bp as authorize_bp
 
-    app.config.setdefault("DYNAMIC_CLIENT_REGISTRATION", True)
+    if "DYNAMIC_CLIENT_REGISTRATION" not in app.config:  # CARESPACE_DYNAMIC_CLIENT_REGISTRATION=off disables it
+        flag = os.environ.get("CARESPACE_DYNAMIC_CLIENT_REGISTRATION", "on").strip().lower()
+        app.config["DYNAMIC_CLIENT_REGISTRATION"] = flag not in ("0", "off", "false", "no")
     key = ServerKey(app.config["INSTANCE_DIR"])
     app.extensions["smart.key"] = key
     audit = make_audit(app)

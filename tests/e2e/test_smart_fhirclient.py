@@ -57,6 +57,7 @@ def test_python_fhirclient_standalone_launch_reads_observations(live_server, pag
     url = smart.authorize_url
     assert url.startswith(live_server.url + "/oauth/authorize?") and "code_challenge=" in url
 
+    page.set_default_timeout(60_000)  # the machine is shared: be patient, not flaky
     seen: list[str] = []
     page.route("https://app.example.org/**", lambda route: (seen.append(route.request.url),
                                                           route.fulfill(status=200, body="done")))
@@ -68,7 +69,7 @@ def test_python_fhirclient_standalone_launch_reads_observations(live_server, pag
     page.get_by_role("heading", name="Python fhirclient").wait_for()
     assert page.get_by_label("Let the app keep access when I am not using it").is_checked()
     page.get_by_role("button", name="Allow").click()
-    deadline = time.time() + 20
+    deadline = time.time() + 30
     while not seen and time.time() < deadline:
         page.wait_for_timeout(100)
     assert seen and seen[0].startswith(REDIRECT + "?")
