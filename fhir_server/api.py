@@ -1,7 +1,8 @@
 """The /fhir blueprint: thin HTTP handlers over FhirService."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import HTTPException
@@ -63,6 +64,11 @@ def _unexpected(err: Exception) -> Response:
 @bp.get("/metadata")
 def metadata() -> Response:
     return fhir_response(current_app.extensions["capability_statement"]())
+
+
+@bp.route("/metadata", methods=["POST", "PUT", "DELETE", "PATCH"])
+def metadata_write() -> Response:
+    raise MethodNotAllowed(f"{request.method} is not allowed on /metadata; it is read-only")
 
 
 @bp.post("")

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from .dates import now_instant
 from .tables import summary_elements

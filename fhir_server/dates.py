@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import calendar
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 MIN_MS = -(2**62)
 MAX_MS = 2**62
@@ -23,7 +23,7 @@ def parse_range(value: str) -> tuple[int, int] | None:
     if not m:
         return None
     y, mo, d, hh, mi, ss, frac, tz = m.groups()
-    tzinfo = timezone.utc
+    tzinfo = UTC
     if tz and tz != "Z":
         sign = 1 if tz[0] == "+" else -1
         tzinfo = timezone(sign * timedelta(hours=int(tz[1:3]), minutes=int(tz[4:6])))
@@ -56,14 +56,19 @@ def parse_range(value: str) -> tuple[int, int] | None:
 
 def now_instant() -> tuple[str, int]:
     """The current time as a FHIR instant string (ms precision, UTC) and epoch ms."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     ms = int(now.timestamp() * 1000)
-    text = now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}+00:00"
-    return text, ms
+    return instant_of(ms), ms
+
+
+def instant_of(ms: int) -> str:
+    """The FHIR instant (ms precision, UTC) of epoch milliseconds: text and number always agree."""
+    dt = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}+00:00"
 
 
 def http_date(instant: str) -> str:
     """Format a FHIR instant for Last-Modified (RFC 7231)."""
     rng = parse_range(instant)
     ts = (rng[0] if rng else 0) / 1000
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%a, %d %b %Y %H:%M:%S GMT")
+    return datetime.fromtimestamp(ts, UTC).strftime("%a, %d %b %Y %H:%M:%S GMT")

@@ -28,7 +28,7 @@ def add_includes(svc: "FhirService", repo: "Repository", ctx: AccessContext, ex:
                  req: SearchRequest, page: SearchPage) -> None:
     """Append included resources to `page.included` (deduplicated, never repeating a match)."""
     seen = {(t, i) for t, i, _ in page.matches}
-    frontier = list(zip(page.pks, [(t, i) for t, i, _ in page.matches]))
+    frontier = list(zip(page.pks, [(t, i) for t, i, _ in page.matches], strict=True))
     for depth in range(MAX_ITERATIONS):
         new: list[tuple[int, tuple[str, str]]] = []
         for inc in req.includes:

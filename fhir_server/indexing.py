@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import unicodedata
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 from .dates import MAX_MS, MIN_MS, parse_range
 from .tables import compartment_params, search_params
@@ -47,9 +48,11 @@ def split_reference(ref: str, base_url: str) -> tuple[str | None, str | None, st
     if base_url and ref.startswith(base_url.rstrip("/") + "/"):
         ref = ref[len(base_url.rstrip("/")) + 1:]
     if "://" in ref or ref.startswith("urn:"):
+        # Another server's resource: keep its type (for :Type modifiers) but never a local id, so a
+        # remote Patient/77 is neither the local Patient/77 nor in its compartment.
         parts = ref.rstrip("/").split("/")
         if len(parts) >= 2 and parts[-2][:1].isupper() and "_history" not in parts:
-            return parts[-2], parts[-1], ref
+            return parts[-2], None, ref
         return None, None, ref
     parts = ref.split("?")[0].split("/")
     if len(parts) >= 2:
@@ -156,7 +159,7 @@ class Extractor:
                 for system, c, text in _tokens(v, etype):
                     if c is not None or text is not None:
                         rows.append({"param": code, "system": system, "code": c[:255] if c else c,
-                                     "text": text[:255] if text else None})
+                                     "text": normalize(text) if text else None})
             elif ptype == "string":
                 for s in _strings(v, etype):
                     rows.append({"param": code, "norm": normalize(s), "exact": s[:255]})

@@ -45,7 +45,7 @@ class ResourceVersion(Base):
 
 
 class TokenIndex(Base):
-    """token parameters: system|code, plus display/text for :text."""
+    """token parameters: system|code, plus display/text (case- and accent-folded) for :text."""
 
     __tablename__ = "fhir_idx_token"
     id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from .dates import now_instant
+from .dates import instant_of, now_instant
 from .indexing import Extractor, compartment_rows
 from .models import INDEX_TABLES, CompartmentIndex, ResourceRow, ResourceVersion
 
@@ -63,7 +64,8 @@ class Repository:
         """Store a new version of `resource` (id already set), re-index it, and return its row."""
         instant, ms = now_instant()
         if current is not None and ms <= current.updated_ms:
-            ms = current.updated_ms + 1
+            ms = current.updated_ms + 1  # versions of a resource have strictly increasing times
+            instant = instant_of(ms)
         version = current.version + 1 if current is not None else 1
         meta = {k: v for k, v in (resource.get("meta") or {}).items() if k not in ("versionId", "lastUpdated")}
         resource["meta"] = {"versionId": str(version), "lastUpdated": instant, **meta}
@@ -85,7 +87,10 @@ class Repository:
     def mark_deleted(self, row: ResourceRow) -> None:
         instant, ms = now_instant()
         row.version += 1
-        row.updated_ms = max(ms, row.updated_ms + 1)
+        if ms <= row.updated_ms:
+            ms = row.updated_ms + 1
+            instant = instant_of(ms)
+        row.updated_ms = ms
         row.last_updated, row.deleted, row.text = instant, True, None
         self._add_version(row, "DELETE", None)
         self.drop_index(row.pk)

@@ -5,7 +5,8 @@ raises a FhirError (usually Unprocessable, 422) to refuse the write.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from .access import AccessContext
 

@@ -69,10 +69,9 @@ def _sort_expr(rtype: str, pname: str, desc: bool) -> tuple[Any, Any]:
         raise BadRequest(f"Unknown sort parameter {pname!r}")
     table = INDEX_TABLES[spec["type"]]
     agg = func.max if desc else func.min
-    col = {"date": table.high if desc else table.low, "string": getattr(table, "norm", None),
-           "token": getattr(table, "code", None), "reference": getattr(table, "target_id", None),
-           "quantity": getattr(table, "value", None), "number": getattr(table, "value", None),
-           "uri": getattr(table, "value", None)}[spec["type"]]
+    column = {"date": "high" if desc else "low", "string": "norm", "token": "code", "reference": "target_id",
+              "quantity": "value", "number": "value", "uri": "value"}[spec["type"]]
+    col = getattr(table, column)
     if spec["type"] == "date":
         sentinel: Any = MIN_MS if desc else MAX_MS
     elif spec["type"] in ("quantity", "number"):

@@ -1,8 +1,9 @@
 """Parse FHIR search query parameters into a SearchRequest (no SQL here)."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from .errors import BadRequest
 from .tables import resource_types, search_params

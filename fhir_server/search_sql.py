@@ -30,10 +30,10 @@ def _range_cond(lo_col: Any, hi_col: Any, prefix: str, lo: int | float, hi: int 
         return hi_col > hi
     if prefix == "lt":
         return lo_col < lo
-    if prefix == "ge":
-        return hi_col >= lo
-    if prefix == "le":
-        return lo_col <= hi
+    if prefix == "ge":  # the range above the value overlaps the target, or the value contains it
+        return or_(hi_col > hi, lo_col >= lo)
+    if prefix == "le":  # the range below the value overlaps the target, or the value contains it
+        return or_(lo_col < lo, hi_col <= hi)
     if prefix == "sa":
         return lo_col > hi
     if prefix == "eb":
@@ -115,9 +115,14 @@ class ConditionBuilder:
             prefix, value = prefix_of(raw)
             number, _, unit = value.partition("|")
             lo, hi = _number_bounds(number)
-            if prefix != "eq":
+            if prefix not in ("eq", "ne", "ap"):  # eq/ne/ap honour the value's implicit precision
                 lo = hi = float(Decimal(number))
-            cond = _range_cond(table.value, table.value, prefix, lo, hi)
+            if prefix == "eq":  # 100 means 99.5 <= x < 100.5
+                cond = and_(table.value >= lo, table.value < hi)
+            elif prefix == "ne":
+                cond = or_(table.value < lo, table.value >= hi)
+            else:
+                cond = _range_cond(table.value, table.value, prefix, lo, hi)
             if kind == "quantity" and unit:
                 system, _, code = unit.partition("|")
                 if code:
@@ -131,7 +136,7 @@ class ConditionBuilder:
             if c.modifier == "below":
                 return table.value.like(_like_escape(raw) + "%", escape="\\")
             if c.modifier == "above":
-                prefixes = [raw[:i] for i in range(1, len(raw) + 1) if raw[i - 1:i] == "/" or i == len(raw)]
+                prefixes = [raw[:i] for i in range(1, len(raw) + 1) if i == len(raw) or raw[i] == "/"]
                 return table.value.in_(prefixes)
             return table.value == raw
         raise BadRequest(f"Search on {kind} parameters is not supported")
@@ -139,7 +144,7 @@ class ConditionBuilder:
     def _token(self, c: Criterion, raw: str) -> ColumnElement[bool]:
         t = TokenIndex
         if c.modifier == "text":
-            return t.text.like(f"%{_like_escape(raw)}%", escape="\\")
+            return t.text.like(f"%{_like_escape(normalize(raw))}%", escape="\\")  # text is stored folded
         if c.modifier not in (None, "not", "exact", "code"):
             raise BadRequest(f"Modifier :{c.modifier} is not supported on token parameter {c.name}")
         if "|" in raw:

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -169,6 +170,8 @@ class FhirService:
 
     def update(self, ctx: AccessContext, rtype: str, fid: str, body: Any, if_match: str | None = None) -> WriteResult:
         self._check_type(rtype)
+        if not is_valid_id(fid):
+            raise BadRequest(f"{fid!r} is not a valid FHIR id")
         validate_resource(body, rtype)
         with self.unit(write=True) as repo:
             result = self.update_in(repo, ctx, rtype, fid, body, if_match)

@@ -174,6 +174,7 @@ class BundleProcessor:
             self.svc._check_visible(repo, ctx, rtype, fid, row[4])
             return {"resource": json.loads(row[0] or "{}"), "response": {"status": "200 OK", "etag": f'W/"{row[1]}"'}}
         from urllib.parse import parse_qsl
+
         from .search_parse import parse
         page = self.svc.search_page(repo, ctx, parse(rtype, parse_qsl(query or "")))
         bundle = {"resourceType": "Bundle", "type": "searchset", "total": page.total,

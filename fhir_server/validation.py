@@ -8,7 +8,7 @@ required-binding codes.  Each problem becomes an OperationOutcome issue naming i
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from .errors import BadRequest, Unprocessable
@@ -18,7 +18,7 @@ MAX_ISSUES = 50
 _INTEGERS = {"integer", "positiveInt", "unsignedInt"}
 
 
-@lru_cache(maxsize=None)
+@cache
 def _pattern(name: str) -> re.Pattern[str] | None:
     rx = r4_types()["primitives"][name].get("re")
     return re.compile(rx) if rx else None

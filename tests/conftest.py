@@ -197,3 +197,38 @@ def smart(app: Any, client: Any) -> Any:
     """SMART driver (tests/functional/test_smart_helpers.py): users, apps, authorize -> consent -> token."""
     from tests.functional.test_smart_helpers import Smart
     return Smart(app, client)
+
+
+def trusted_client(application: Any) -> Any:
+    """A test client whose FHIR calls run as the trusted system context (no SMART token needed)."""
+    from fhir_server.access import AccessContext
+    application.extensions["fhir_access_resolver"] = lambda: AccessContext.system("tests")
+    return application.test_client()
+
+
+@pytest.fixture
+def fhir_client(app: Any) -> Any:
+    """A client of a fresh, empty FHIR store acting as the trusted system (FHIR API tests)."""
+    return trusted_client(app)
+
+
+@pytest.fixture(scope="module")
+def synthea_client(synthea_app: Any) -> Any:
+    """A trusted client of the module's Synthea-loaded app."""
+    return trusted_client(synthea_app)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def module_app(request: pytest.FixtureRequest, pg_cluster: Cluster | None,
+               tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """An empty app shared by one module's tests on each backend (for data the module writes once)."""
+    folder = tmp_path_factory.mktemp("module")
+    application = make_app(_new_db_url(str(request.param), pg_cluster, folder), folder / "instance")
+    yield application
+    application.extensions["carespace.engine"].dispose()
+
+
+@pytest.fixture(scope="module")
+def module_client(module_app: Any) -> Any:
+    """A trusted client of `module_app`."""
+    return trusted_client(module_app)
