@@ -118,15 +118,24 @@ def authorize() -> Any:
 
 
 def _page(req: StoredRequest, offer: Offer, rid: str) -> dict[str, Any]:
-    types = [t for t in resource_types(offer.requested)]
+    """Consent page context, pre-filled with the user's earlier decision for this app when there is one."""
+    types = resource_types(offer.requested)
     unfiltered = {t for s in offer.requested if (t := _type_of(s)) and "?" not in s}
+    user = current_user()
+    earlier = repo.app_grant(db(), user.id, req.client.row.client_id,
+                             offer.fixed.patient_id if offer.fixed and offer.needs_patient else None) if user else None
+    before = split(earlier.granted_scope) if earlier else None
     return {
         "rid": rid, "app_name": req.client.row.name, "offer": offer,
         "general": [describe(s) for s in offer.requested if _type_of(s) is None and s != "offline_access"],
         "types": [{"type": t, "label": LABELS.get(t, t), "what": "; ".join(
             describe(s) for s in offer.requested if _type_of(s) == t),
-            "categories": CATEGORY_CHOICES.get(t, []) if t in unfiltered else []} for t in types],
-        "offline": "offline_access" in offer.requested, "active_tab": None,
+            "checked": before is None or any(_type_of(b) == t for b in before),
+            "categories": [(v, label, before is not None and any(b.endswith(f"?category={v}") and _type_of(b) == t
+                                                                  for b in before))
+                           for v, label in CATEGORY_CHOICES.get(t, [])] if t in unfiltered else []} for t in types],
+        "offline": "offline_access" in offer.requested,
+        "offline_checked": before is None or "offline_access" in before, "active_tab": None,
     }
 
 

@@ -191,14 +191,20 @@ def test_item42_granular_scopes_requested_are_granted_verbatim(smart):
 
 def test_consent_is_remembered_per_app_and_user(smart):
     pid, user, client_id, _ = _setup(smart)
-    smart.code(client_id)
-    again = smart.authorize(client_id)
+    scope = "launch/patient openid offline_access patient/Patient.rs patient/Observation.rs"
+    first = smart.approve(smart.authorize(client_id, scope), type=["Patient"])
+    assert "code" in query(first.headers["Location"])
+    again = smart.authorize(client_id, scope)
     assert again.status_code == 302 and "code" in query(again.headers["Location"])
-    forced = smart.authorize(client_id, prompt="consent")
+    tok = smart.exchange(client_id, query(again.headers["Location"])["code"]).get_json()
+    assert "patient/Observation.rs" not in tok["scope"].split() and "patient/Patient.rs" in tok["scope"].split()
+    forced = smart.authorize(client_id, scope, prompt="consent")
+    html = forced.get_data(as_text=True)
     assert forced.status_code == 200
+    assert 'value="Patient" checked' in html and 'value="Observation" >' in html
     other = smart.user(smart.patient("Other"))
     smart.login(other)
-    assert smart.authorize(client_id).status_code == 200
+    assert smart.authorize(client_id, scope).status_code == 200
 
 
 def test_item25_item26_ehr_launch_from_connected_apps(smart):
