@@ -1,17 +1,17 @@
-"""Mail interface used by every package: `app.extensions["mailer"].send(...)` (outbox + SMTP).
-
-The accounts work (issue 4) implements the outbox table, SMTP delivery after commit, retries with
-backoff and `carespace outbox`.  Until then this module defines the interface only.
-"""
+"""Mail interface used by every package: `app.extensions["mailer"]` (implemented in carespace/mailer.py)."""
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class Mailer(Protocol):
-    """Queue a mail in the outbox; it is delivered after the caller's work commits."""
+    """Queue mail in the outbox; it is delivered over SMTP after the caller's work commits."""
 
     def send(self, to: str, subject: str, text: str, *, html: str | None = None,
-             links: list[str] | None = None) -> int:
-        """Queue one mail (links listed for `carespace outbox`); returns the outbox id."""
+             links: list[str] | None = None, session: Any | None = None) -> int:
+        """Queue one mail (with `session`, inside the caller's transaction); returns the outbox id."""
+        ...
+
+    def flush(self, timeout: float = 20.0) -> bool:
+        """Deliver what is due now (used by commands before they exit)."""
         ...
