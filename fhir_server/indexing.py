@@ -11,7 +11,7 @@ from .tables import compartment_params, search_params
 # Search parameters served from fhir_resource columns instead of index rows.
 NATIVE_PARAMS = {"_id", "_lastUpdated"}
 CLINICAL_DATE_PARAMS = ("date", "effective", "authoredon", "created", "sent", "onset-date", "recorded-date",
-                        "period", "issued", "occurrence", "recorded", "when", "authored")
+                        "period", "issued", "occurrence", "recorded", "when", "authored", "started")
 
 
 def normalize(text: str) -> str:
