@@ -38,7 +38,17 @@ def apps() -> Any:
                      "last_used": _when(g.last_used_at), "since": _when(g.created_at)})
     launchable = [c for c in repo.launchable_clients(db()) if "authorization_code" in c.grant_types.split()]
     return render_template("oauth/apps.html", apps=rows, launchable=launchable, patient=selected_patient(),
-                           active_tab=None)
+                           staff=user.role == "staff", active_tab=None)
+
+
+def _existing_patient(patient_id: str) -> str | None:
+    from fhir_server.access import AccessContext
+    from fhir_server.errors import FhirError
+    try:
+        current_app.extensions["fhir_service"].read(AccessContext.system("apps"), "Patient", patient_id)
+    except FhirError:
+        return None
+    return patient_id
 
 
 @bp.post("/apps/<int:grant_id>/revoke")
@@ -60,12 +70,15 @@ def revoke(grant_id: int) -> Any:
 @login_required
 def launch() -> Any:
     user = current_user()
-    patient = selected_patient()
+    choice = selected_patient()
+    patient_id = choice.patient_id if choice else None
+    if user is not None and user.role == "staff":  # practice staff launch an app for any patient (EHR launch)
+        patient_id = _existing_patient(request.form.get("patient_id", "").strip())
     client = repo.client(db(), request.form.get("client_id"))
-    if user is None or patient is None or client is None or not client.launch_uri:
-        flash("That app cannot be launched from here.", "error")
+    if user is None or patient_id is None or client is None or not client.launch_uri:
+        flash("That app cannot be launched from here (is the patient ID right?).", "error")
         return redirect("/apps")
-    handle = create_launch(db(), user.id, client.client_id, patient.patient_id)
+    handle = create_launch(db(), user.id, client.client_id, patient_id)
     db().commit()
     sep = "&" if "?" in client.launch_uri else "?"
     query = urlencode({"iss": current_app.config["FHIR_BASE_URL"], "launch": handle})

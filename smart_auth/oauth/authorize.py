@@ -60,8 +60,10 @@ def _error(req: StoredRequest, err: OAuth2Error) -> Any:
 def _offer(user: User, client_id: str, requested: list[str], params: dict[str, str]) -> Offer:
     needs = "launch/patient" in requested or "launch" in requested or has_patient_scopes(requested)
     if params.get("launch"):
-        pid = launch_patient(db(), params["launch"], client_id, user.id)
-        choice = next((c for c in patients_for(db(), user) if c.patient_id == pid), None)
+        pid = launch_patient(db(), params["launch"], client_id, user.id, staff=user.role == "staff")
+        names = current_app.extensions.get("patient_name_lookup")
+        choice = PatientChoice(pid, "staff", None, names(pid) if names else pid) if user.role == "staff" else next(
+            (c for c in patients_for(db(), user) if c.patient_id == pid), None)
         if choice is None:
             raise OAuthDomainError("You no longer have access to this patient's record")
         return Offer(requested, [choice], choice, True, True)

@@ -244,3 +244,26 @@ def test_consent_page_has_labels_and_needs_csrf(smart):
     form = smart.consent_form(page)
     form["csrf_token"] = "wrong"
     assert smart.client.post("/oauth/consent", data=form).status_code == 400
+
+
+def test_item26_practitioner_ehr_launch_binds_any_patient(smart):
+    import re
+    pid = smart.patient()
+    prac = smart.fhir.create(smart.sys, "Practitioner", {"resourceType": "Practitioner"}).stored.id
+    staff = smart.user(None, role="staff", fhir_user=f"Practitioner/{prac}")
+    client_id, secret = smart.register("secret", launch_uri="https://app.example.org/launch", name="Clinician App")
+    smart.login(staff)
+    page = smart.client.get("/apps").get_data(as_text=True)
+    assert "Patient ID" in page
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    r = smart.client.post("/apps/launch", data={"client_id": client_id, "csrf_token": csrf, "patient_id": "nope"})
+    assert r.headers["Location"] == "/apps"
+    r = smart.client.post("/apps/launch", data={"client_id": client_id, "csrf_token": csrf, "patient_id": pid})
+    launch = query(r.headers["Location"])["launch"]
+    resp = smart.authorize(client_id, "launch openid fhirUser offline_access user/*.rs", launch=launch)
+    if resp.status_code == 200:
+        resp = smart.approve(resp)
+    tok = smart.exchange(client_id, query(resp.headers["Location"])["code"], secret).get_json()
+    assert tok["patient"] == pid and tok["scope"] == "launch openid fhirUser offline_access user/*.rs"
+    assert smart.get(f"Patient/{pid}", tok["access_token"]).status_code == 200
+    assert smart.get(f"Practitioner/{prac}", tok["access_token"]).status_code == 200
