@@ -13,7 +13,7 @@ from smart_auth.accounts import session as auth
 from . import builder, summary
 from .service import PASSWORD_RULE, LinkProblem, Sender, SendForm, SendRecordService, date_errors, validate
 
-bp = Blueprint("bundles", __name__, template_folder="templates", static_folder="static",
+bp = Blueprint("bundles", __name__, template_folder="templates", static_folder="static/bundles",
                static_url_path="/static/bundles")
 JOSE = "application/jose"
 _PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "

@@ -1,0 +1,83 @@
+"""The bundle builder holds exactly the Synthea records whose care date falls in the range (expected set
+computed from the Synthea JSON files, never from the server), on both backends."""
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from fhirclient.models.bundle import Bundle
+
+from bundles import builder
+from fhir_server.access import AccessContext
+from tests.support import synthea as sy
+
+# The care date of each Synthea type, from the R4 definition of its date search parameter
+# ($everything start/end: "care dates, not record currency dates"). Goal (no startDate in Synthea)
+# and Patient have none: a record without a care date is always sent.
+CARE_DATE: dict[str, list[str]] = {**sy.CLINICAL_DATE, "Claim": ["created"], "ExplanationOfBenefit": ["created"],
+                                   "CarePlan": ["period"], "ImagingStudy": ["started"],
+                                   "Condition": ["onsetDateTime", "onsetPeriod", "recordedDate"]}
+RANGES = [("1990-01-01", "1994-12-31"), ("2010-01-01", "2014-12-31"), ("2016-03-01", "2019-06-30"),
+          ("1900-01-01", "2100-12-31")]
+FAR = datetime(9999, 12, 31, tzinfo=UTC)
+
+
+def care_interval(resource: dict[str, Any]) -> tuple[datetime, datetime] | None:
+    for key in CARE_DATE.get(resource["resourceType"], []):
+        value = resource.get(key)
+        if isinstance(value, str):
+            return sy.instant(value)
+        if isinstance(value, dict) and (value.get("start") or value.get("end")):
+            low = sy.instant(value["start"])[0] if value.get("start") else datetime.min.replace(tzinfo=UTC)
+            high = sy.instant(value["end"])[1] if value.get("end") else FAR
+            return low, high
+    return None
+
+
+def expected(p: sy.PatientBundle, start: str, end: str) -> list[dict[str, Any]]:
+    """Compartment members whose care interval meets [start, end] (or that have none), plus what they
+    reference outside any compartment (the practice's Organization and Practitioner)."""
+    lo = datetime.fromisoformat(start).replace(tzinfo=UTC)
+    hi = datetime.fromisoformat(end).replace(tzinfo=UTC) + timedelta(days=1)
+    members = []
+    for r in p.compartment():
+        span = care_interval(r)
+        if span is None or (span[0] < hi and span[1] > lo):
+            members.append(r)
+    return members + p.referenced_outside(members)
+
+
+def patient_id(app: Any, p: sy.PatientBundle) -> str:
+    _, page = app.extensions["fhir_service"].search(AccessContext.system("t"), "Patient",
+                                                    [("identifier", f"{sy.SYNTHEA_ID}|{p.identifier}")])
+    return str(page.matches[0][1])
+
+
+@pytest.mark.parametrize("start,end", RANGES)
+def test_every_synthea_patient_gets_exactly_the_records_in_range(synthea_app: Any, start: str, end: str) -> None:
+    svc = synthea_app.extensions["fhir_service"]
+    for p in sy.patients():
+        pid = patient_id(synthea_app, p)
+        ctx = AccessContext.from_scopes(["patient/*.cruds"], patient_id=pid, user=f"Patient/{pid}")
+        built = builder.build(svc, ctx, pid, start, end)
+        Bundle(built.bundle, strict=True)
+        got = [e["resource"] for e in built.bundle["entry"]]
+        assert got[0]["resourceType"] == "Patient" and got[0]["id"] == pid
+        want = expected(p, start, end)
+        assert Counter(sy.server_fingerprint(r) for r in got) == sy.bundle_fingerprints(p, want), (p.name, start, end)
+        assert builder.preview(svc, ctx, pid, start, end) == built.counts
+
+
+def test_other_patients_records_are_never_included(synthea_app: Any) -> None:
+    svc = synthea_app.extensions["fhir_service"]
+    a, b = sy.patients()[0], sy.patients()[1]
+    pid_a, pid_b = patient_id(synthea_app, a), patient_id(synthea_app, b)
+    ctx = AccessContext.from_scopes(["patient/*.cruds"], patient_id=pid_a, user=f"Patient/{pid_a}")
+    from fhir_server.errors import FhirError
+    with pytest.raises(FhirError):
+        builder.build(svc, ctx, pid_b)
+    refs = {f"Patient/{pid_b}"}
+    for e in builder.build(svc, ctx, pid_a).bundle["entry"]:
+        assert not refs & set(sy._references(e["resource"]))
