@@ -16,6 +16,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("carespace.audit")
 
+_RESTFUL = "http://hl7.org/fhir/restful-interaction"
+_RESTFUL_CODES = {"read", "vread", "update", "patch", "delete", "history", "history-instance", "history-type",
+                  "history-system", "create", "search", "search-type", "search-system", "capabilities",
+                  "transaction", "batch", "operation"}
+_LOCAL_SUBTYPES = "urn:carespace:audit-subtype"  # logins, invitations, token events: no HL7 code exists
 _ACTIONS = {"read": "R", "search": "E", "create": "C", "update": "U", "delete": "D", "login": "E", "execute": "E"}
 _REST = {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest",
          "display": "RESTful Operation"}
@@ -49,7 +54,7 @@ def audit_event(*, action: str, subtype: str, agent_ref: str | None, agent_displ
         ents.append({"what": {"display": "detail"}, "description": detail[:500]})
     ev: dict[str, Any] = {
         "resourceType": "AuditEvent", "type": etype,
-        "subtype": [{"system": "http://hl7.org/fhir/restful-interaction", "code": subtype}],
+        "subtype": [{"system": _RESTFUL if subtype in _RESTFUL_CODES else _LOCAL_SUBTYPES, "code": subtype}],
         "action": _ACTIONS.get(subtype, "E"), "recorded": stamp, "outcome": "0" if ok else "4",
         "agent": agents, "source": {"observer": {"display": "CareSpace"}},
     }
