@@ -157,6 +157,16 @@ class SendRecordService:
                    f"{row.recipient_email}"))
         return row
 
+    def download(self, sender: Sender, start: str, end: str) -> builder.BuiltBundle:
+        """The patient's own unencrypted Bundle (Download and its readable view), audited as one access."""
+        built = builder.build(self.fhir, sender.ctx, sender.patient_id, start, end)
+        span = f" from {start or 'the beginning'} to {end or 'today'}" if start or end else ""
+        self.audit.record(audit_event(
+            action="read", subtype="read", agent_ref=sender.ref, agent_display=sender.name,
+            patient_id=sender.patient_id, entities=[], ok=True,
+            detail=f"Download: {built.total} records{span} as a FHIR Bundle"))
+        return built
+
     # ---- the patient's list ----
     def sent(self, patient_id: str) -> list[SentRecord]:
         with self.sessions() as s:

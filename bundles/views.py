@@ -49,7 +49,7 @@ def download() -> Any:
         return download_view()
     who = sender()
     start, end = _range_args()
-    built = builder.build(current_app.extensions["fhir_service"], who.ctx, who.patient_id, start, end)
+    built = svc().download(who, start, end)
     resp = Response(json.dumps(built.bundle, ensure_ascii=False, indent=1), mimetype="application/fhir+json")
     resp.headers["Content-Disposition"] = (f'attachment; filename="carespace-record-{who.patient_id}-'
                                            f'{date.today().isoformat()}.json"')
@@ -62,7 +62,7 @@ def download() -> Any:
 def download_view() -> Any:
     who = sender()
     start, end = _range_args()
-    built = builder.build(current_app.extensions["fhir_service"], who.ctx, who.patient_id, start, end)
+    built = svc().download(who, start, end)
     resp = Response(render_template("bundles/view.html", active_tab="health", s=summary.summarize(built.bundle),
                                     counts=built.counts, start=start, end=end))
     resp.headers["Cache-Control"] = "private, no-store"

@@ -207,3 +207,10 @@ def test_download_and_readable_view_in_browser(live_server: Any, phone_page: Any
     assert phone_page.evaluate("document.documentElement.scrollWidth") <= 375
     phone_page.emulate_media(media="print")
     assert not phone_page.locator("header.topbar").is_visible()
+    phone_page.emulate_media(media="screen")
+    phone_page.goto(base + "/health/send-record")
+    phone_page.get_by_role("button", name="Send Record").click()
+    assert "Please correct these" in phone_page.get_by_role("alert").inner_text()
+    assert phone_page.evaluate("document.documentElement.scrollWidth") <= 375
+    phone_page.screenshot(path=str(Path(__file__).resolve().parents[2] / "test-artifacts" / "send-record-form-phone.png"),
+                          full_page=True)

@@ -82,6 +82,8 @@ def test_download_is_an_r4_bundle_with_documents_inline(client: Any, signed_in: 
             att = e["resource"]["content"][0]["attachment"]
             assert "url" not in att and len(base64.b64decode(att["data"])) == att["size"]
     assert all(e["fullUrl"].endswith(f"/{e['resource']['resourceType']}/{e['resource']['id']}") for e in bundle["entry"])
+    events = client.application.extensions["fhir_service"].search(pd.SYS, "AuditEvent", [("patient", pid), ("_count", "500")])[1]
+    assert "Download: 41 records as a FHIR Bundle" in " ".join(t for _, _, t in events.matches)
 
 
 def test_download_view_is_readable_and_printable(client: Any, signed_in: tuple[str, int]) -> None:
