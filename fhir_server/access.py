@@ -112,8 +112,10 @@ class AccessContext:
         limit = self.user_patient_ids if "user" in levels else self.patient_ids
         if limit is None:
             return None
-        if resource_type != "Patient" and not compartment_params(resource_type):
+        if resource_type not in ("Patient", "Binary") and not compartment_params(resource_type):
             return None  # not patient data (Practitioner, Organization, Medication, ...)
+        # Binary is outside R4's compartment but holds documents: confined via its securityContext
+        # or the DocumentReference that points at it (FhirService._check_visible).
         return limit
 
     @staticmethod

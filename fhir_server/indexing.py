@@ -203,6 +203,10 @@ def compartment_rows(resource: dict[str, Any], rows: dict[str, list[dict[str, An
     patients: set[str] = set()
     if rtype == "Patient" and resource.get("id"):
         patients.add(resource["id"])
+    if rtype == "Binary":
+        ctx_ref = (resource.get("securityContext") or {}).get("reference", "")
+        if ctx_ref.startswith("Patient/"):
+            patients.add(ctx_ref.split("/")[1])
     params = set(compartment_params(rtype))
     if params:
         for r in rows.get("reference", []):

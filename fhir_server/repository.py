@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from .dates import instant_of, now_instant
 from .indexing import Extractor, compartment_rows
-from .models import INDEX_TABLES, CompartmentIndex, ResourceRow, ResourceVersion
+from .models import INDEX_TABLES, CompartmentIndex, ResourceRow, ResourceVersion, UriIndex
 
 _BUFFER_KEY = "fhir_index_buffer"
 
@@ -58,6 +58,15 @@ class Repository:
     def in_compartment(self, pk: int, patient_ids: frozenset[str]) -> bool:
         return self.s.execute(select(CompartmentIndex.id).where(
             CompartmentIndex.res_pk == pk, CompartmentIndex.patient_id.in_(patient_ids)).limit(1)).first() is not None
+
+    def binary_in_documents(self, binary_id: str, base_url: str, patient_ids: frozenset[str]) -> bool:
+        """True when a DocumentReference of one of the patients has an attachment at Binary/<id>."""
+        urls = [f"Binary/{binary_id}", f"{base_url}/Binary/{binary_id}"]
+        docs = select(CompartmentIndex.res_pk).where(CompartmentIndex.patient_id.in_(patient_ids),
+                                                     CompartmentIndex.res_type == "DocumentReference")
+        q = select(UriIndex.id).where(UriIndex.res_type == "DocumentReference", UriIndex.param == "location",
+                                      UriIndex.value.in_(urls), UriIndex.res_pk.in_(docs)).limit(1)
+        return self.s.execute(q).first() is not None
 
     # ---- writes ----
     def write(self, resource: dict[str, Any], current: ResourceRow | None, method: str) -> ResourceRow:

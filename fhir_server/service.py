@@ -85,7 +85,8 @@ class FhirService:
                        interaction: str = "read") -> None:
         grants = ctx.require(rtype, interaction)
         limit = ctx.compartment_limit(rtype, grants)
-        if limit is not None and not (rtype == "Patient" and fid in limit) and not repo.in_compartment(pk, limit):
+        if limit is not None and not (rtype == "Patient" and fid in limit) and not repo.in_compartment(pk, limit) \
+                and not (rtype == "Binary" and repo.binary_in_documents(fid, self.base_url, limit)):
             raise NotFound(f"{rtype}/{fid} is not known")  # do not reveal other patients' data
         filters = ctx.filters(grants)
         if filters:
