@@ -9,7 +9,7 @@ from werkzeug.exceptions import HTTPException
 
 from .access import AccessContext
 from .bundle_text import history_bundle, search_bundle, shape
-from .errors import FhirError, MethodNotAllowed, NotFound, outcome
+from .errors import BadRequest, FhirError, MethodNotAllowed, NotFound, outcome
 from .everything import EverythingRequest, everything
 from .history import history
 from .http import error_response, fhir_response, json_body, page_links, prefer, resource_response
@@ -160,9 +160,11 @@ def type_history(rtype: str) -> Response:
 def patient_everything(fid: str) -> Response:
     a = request.args
     count = a.get("_count")
+    if count and not count.isdigit():
+        raise BadRequest(f"_count must be a non-negative integer, not {count!r}", expression=["_count"])
     req = EverythingRequest(fid, a.get("start"), a.get("end"), a.get("_since"),
                             a.get("_type").split(",") if a.get("_type") else None,
-                            max(1, min(int(count), 5000)) if count and count.isdigit() else 1000, a.get("_cursor"))
+                            max(1, min(int(count), 5000)) if count else 1000, a.get("_cursor"))
     page = everything(svc(), ctx(), req)
     links = page_links(f"{base()}/Patient/{fid}/$everything", list(a.items(multi=True)), page.next_cursor, None)
     return fhir_response(search_bundle(base(), ((t, i, x, "match") for t, i, x in page.entries), page.total, links))

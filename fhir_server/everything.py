@@ -9,9 +9,9 @@ from sqlalchemy import and_, or_, select
 from .access import AccessContext
 from .dates import parse_range
 from .errors import BadRequest, FhirError, NotFound
-from .models import CompartmentIndex, ResourceRow
+from .models import CompartmentIndex, ReferenceIndex, ResourceRow
 from .search import SearchExecutor
-from .tables import compartment_params
+from .tables import compartment_params, resource_types
 
 if TYPE_CHECKING:
     from .service import FhirService
@@ -49,6 +49,9 @@ def _bound(value: str | None, name: str, high: bool) -> int | None:
 
 def everything(svc: "FhirService", ctx: AccessContext, req: EverythingRequest) -> EverythingPage:
     """Compute one page of $everything under `ctx` (scopes and compartment enforced per type)."""
+    unknown = [t for t in req.types or [] if t not in resource_types()]
+    if unknown:
+        raise BadRequest(f"_type names unknown resource types: {', '.join(unknown)}", expression=["_type"])
     svc.read(ctx, "Patient", req.patient_id)  # 404/410/403 exactly as a read would
     lo, hi = _bound(req.start, "start", False), _bound(req.end, "end", True)
     since = _bound(req.since, "_since", False)
@@ -60,6 +63,7 @@ def everything(svc: "FhirService", ctx: AccessContext, req: EverythingRequest) -
         conds.append(or_(c.date_low.is_(None), c.date_low <= hi))
     if since is not None:
         conds.append(r.updated_ms >= since)
+    untyped = list(conds)  # referenced resources come from every member, whatever _type lists
     if req.types:
         conds.append(c.res_type.in_(req.types))
     after = 0
@@ -68,6 +72,7 @@ def everything(svc: "FhirService", ctx: AccessContext, req: EverythingRequest) -
         if data.get("e") != req.patient_id:
             raise BadRequest("The paging cursor belongs to a different $everything request")
         after = int(data["k"])
+    earlier = [*untyped, r.pk <= after]
     conds.append(r.pk > after)
     page = EverythingPage()
     with svc.unit() as repo:
@@ -84,9 +89,19 @@ def everything(svc: "FhirService", ctx: AccessContext, req: EverythingRequest) -
             seen.add((t, i))
             page.entries.append((t, i, text))
         ex = SearchExecutor(repo.s, svc.builder, svc.codec)
-        refs = ex.references_from([row[0] for row in rows], None, None)
+        sources = [row[0] for row in rows]
+        if req.types:  # members of unlisted types in this page's key window may refer to listed ones
+            window = [*untyped, r.pk > after] + ([r.pk <= rows[-1][0]] if more else [])
+            sources = list(repo.s.execute(select(r.pk).join(c, c.res_pk == r.pk).where(and_(*window))).scalars())
+        refs = ex.references_from(sources, None, None)
         outside = [(t, i) for t, i in refs if (t, i) not in seen and t != "Patient" and not compartment_params(t)
                    and (not req.types or t in req.types)]
+        if after and outside:  # each referenced resource comes once: with the first page that refers to it
+            shown = repo.s.execute(
+                select(ReferenceIndex.target_type, ReferenceIndex.target_id).distinct()
+                .join(r, r.pk == ReferenceIndex.res_pk).join(c, c.res_pk == r.pk)
+                .where(and_(*earlier), ReferenceIndex.target_id.in_(sorted({i for _, i in outside})))).all()
+            outside = [ref for ref in outside if ref not in {(t, i) for t, i in shown}]
         for pk, t, i, text in ex.pks_of(outside):
             if _visible(svc, repo, ctx, t, i, pk):
                 seen.add((t, i))

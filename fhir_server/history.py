@@ -17,7 +17,9 @@ if TYPE_CHECKING:
 def history(svc: "FhirService", ctx: AccessContext, rtype: str | None, fid: str | None, since: str | None,
             count: str | None, cursor: str | None) -> tuple[list[Any], str | None]:
     """Version rows newest first, and the cursor of the next page."""
-    limit = max(1, min(int(count), 1000)) if count and count.isdigit() else 50
+    if count and not count.isdigit():
+        raise BadRequest(f"_count must be a non-negative integer, not {count!r}", expression=["_count"])
+    limit = max(1, min(int(count), 1000)) if count else 50
     v = ResourceVersion
     q = select(v)
     if rtype and fid:
@@ -46,7 +48,9 @@ def history(svc: "FhirService", ctx: AccessContext, rtype: str | None, fid: str 
         q = q.where(v.updated_ms >= rng[0])
     if cursor:
         data = svc.codec.decode(cursor)
-        q = q.where(v.pk < int(data["h"]))
+        if not isinstance(data.get("h"), int):
+            raise BadRequest("The paging cursor does not belong to a history")
+        q = q.where(v.pk < data["h"])
     with svc.unit() as repo:
         rows = list(repo.s.execute(q.order_by(v.pk.desc()).limit(limit + 1)).scalars())
         repo.s.expunge_all()

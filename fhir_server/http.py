@@ -6,7 +6,7 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Request, Response, request
+from flask import Request, Response, current_app, request
 
 from .dates import http_date
 from .errors import BadRequest, FhirError, PayloadTooLarge, UnsupportedMediaType, outcome
@@ -20,7 +20,7 @@ _JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fh
 def json_body(req: Request) -> Any:
     """The parsed JSON body; 413 for oversize, 415 for non-JSON types, 400 for malformed JSON."""
     length = req.content_length
-    limit = int(req.environ.get("carespace.max_body", MAX_BODY))
+    limit = int(req.environ.get("carespace.max_body") or current_app.config.get("FHIR_MAX_BODY") or MAX_BODY)
     if length is not None and length > limit:
         raise PayloadTooLarge(f"The request body is {length} bytes; the limit is {limit}")
     ctype = (req.mimetype or "").lower()

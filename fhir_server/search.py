@@ -98,8 +98,10 @@ class SearchExecutor:
         if rtype:
             conds, driven = self.builder.conditions(rtype, req.criteria)
             where += conds if (driven or extra_driven) else [ResourceRow.res_type == rtype, *conds]
-        elif types:
-            where.append(ResourceRow.res_type.in_(types))
+        else:
+            where += [self.builder.criterion("", c) for c in req.criteria]  # _id / _lastUpdated
+            if types:
+                where.append(ResourceRow.res_type.in_(types))
         keys = [(_sort_expr(rtype or "", p, d), d) for p, d in req.sort] if rtype else []
         total = None
         if req.summary == "count" or req.total == "accurate":
@@ -170,14 +172,15 @@ class SearchExecutor:
         return [(t, i) for t, i in self.s.execute(q.distinct()) if t]
 
     def referencing(self, source: str, param: str, targets: list[tuple[str, str]]) -> list[int]:
-        """pks of `source` resources whose `param` points at one of `targets`."""
+        """pks of `source` resources ('*': any type) whose `param` points at one of `targets`."""
         out: list[int] = []
         by_type: dict[str, list[str]] = {}
         for t, i in targets:
             by_type.setdefault(t, []).append(i)
         for t, ids in by_type.items():
-            q = select(ReferenceIndex.res_pk).where(ReferenceIndex.res_type == source,
-                                                    ReferenceIndex.target_type == t, ReferenceIndex.target_id.in_(ids))
+            q = select(ReferenceIndex.res_pk).where(ReferenceIndex.target_type == t, ReferenceIndex.target_id.in_(ids))
+            if source != "*":
+                q = q.where(ReferenceIndex.res_type == source)
             if param != "*":
                 q = q.where(ReferenceIndex.param == param)
             out += [r[0] for r in self.s.execute(q.distinct())]

@@ -79,11 +79,32 @@ def param_type(rtype: str, name: str) -> str | None:
     return spec["type"] if spec else None
 
 
+# Modifiers each parameter type accepts (reference parameters also take a target type, e.g. subject:Patient).
+MODIFIERS = {"string": {"exact", "contains", "missing"}, "token": {"not", "text", "missing", "exact", "code"},
+             "date": {"missing"}, "number": {"missing"}, "quantity": {"missing"}, "uri": {"below", "above", "missing"},
+             "reference": {"missing", "identifier"}}
+
+
+def _check_modifier(rtype: str, name: str, ptype: str, modifier: str, key: str) -> None:
+    if not modifier or modifier in MODIFIERS.get(ptype, ()):
+        return
+    if ptype == "reference" and modifier in resource_types():
+        targets = search_params().get(rtype, {}).get(name, {}).get("target") or []
+        if not targets or modifier in targets:
+            return
+        raise BadRequest(f"{rtype}.{name} cannot refer to a {modifier}", expression=[key])
+    raise BadRequest(f"Modifier :{modifier} is not supported on {ptype} parameter {name!r}", expression=[key])
+
+
 def _criterion(rtype: str, key: str, raw: str, strict: bool, ignored: list[str]) -> Criterion | None:
     if key.startswith("_has:"):
         parts = key.split(":", 3)
         if len(parts) != 4 or parts[1] not in resource_types():
             raise BadRequest(f"Malformed _has parameter {key!r}; use _has:Type:reference:param=value")
+        ref = search_params().get(parts[1], {}).get(parts[2])
+        if not ref or ref["type"] != "reference" or (ref.get("target") and rtype not in ref["target"]):
+            raise BadRequest(f"{parts[1]}.{parts[2]} is not a reference search parameter that can point at {rtype}",
+                             expression=[key])
         inner = _criterion(parts[1], parts[3], raw, True, ignored)
         assert inner is not None
         return Criterion(name="_has", ptype="special", modifier=None, values=[], has=(parts[1], parts[2], inner))
@@ -100,14 +121,17 @@ def _criterion(rtype: str, key: str, raw: str, strict: bool, ignored: list[str])
             raise BadRequest(f"Chaining is only allowed on reference parameters ({key})")
         targets = search_params()[rtype][name].get("target") or []
         target = modifier or (targets[0] if len(targets) == 1 else None)
-        if target is None or target not in resource_types():
+        if target is None or target not in resource_types() or (targets and target not in targets):
             raise BadRequest(f"Chained parameter {key!r} needs a target type, e.g. {name}:Patient.{rest}")
         if "." in rest:
             raise BadRequest("Only one level of chaining is supported")
         inner = _criterion(target, rest, raw, True, ignored)
         assert inner is not None
         return Criterion(name=name, ptype="reference", modifier=None, values=[], chain=(target, rest, inner))
+    _check_modifier(rtype, name, ptype, modifier, key)
     values = split_values(raw)
+    if modifier == "missing" and any(v not in ("true", "false") for v in values):
+        raise BadRequest(f":missing takes true or false, not {raw!r}", expression=[key])
     if not values and modifier != "missing":
         return None
     return Criterion(name=name, ptype=ptype, modifier=modifier or None, values=values)
@@ -118,10 +142,9 @@ def parse(rtype: str | None, items: Iterable[tuple[str, str]], *, strict: bool =
     req = SearchRequest(resource_type=rtype)
     for key, value in items:
         if key in ("_count",):
-            try:
-                req.count = max(0, min(int(value), MAX_COUNT))
-            except ValueError:
-                raise BadRequest(f"_count must be an integer, not {value!r}") from None
+            if not value.isdigit():
+                raise BadRequest(f"_count must be a non-negative integer, not {value!r}", expression=["_count"])
+            req.count = min(int(value), MAX_COUNT)
         elif key == "_sort":
             for part in value.split(","):
                 part = part.strip()
@@ -141,13 +164,24 @@ def parse(rtype: str | None, items: Iterable[tuple[str, str]], *, strict: bool =
         elif key == "_elements":
             req.elements = [e.strip() for e in value.split(",") if e.strip()]
         elif key == "_total":
+            if value not in ("none", "estimate", "accurate"):
+                raise BadRequest(f"_total must be none, estimate or accurate, not {value!r}", expression=["_total"])
             req.total = value
         elif key == "_cursor":
             req.cursor = value
         elif key in RESULT_PARAMS:
             continue
         elif rtype is None:
-            if key not in ("_id", "_lastUpdated", "_type"):
+            if key == "_type" and any(t not in resource_types() for t in split_values(value)):
+                raise BadRequest(f"_type names an unknown resource type: {value!r}", expression=["_type"])
+            name, _, modifier = key.partition(":")
+            if name in ("_id", "_lastUpdated"):  # the parameters common to every type
+                if modifier and modifier not in MODIFIERS[param_type("", name) or ""] - {"missing"}:
+                    raise BadRequest(f"Modifier :{modifier} is not supported on {name}", expression=[key])
+                if split_values(value):
+                    req.criteria.append(Criterion(name, param_type("", name) or "", modifier or None,
+                                                  split_values(value)))
+            elif key != "_type":
                 if strict:
                     raise BadRequest(f"Unknown search parameter {key!r}")
                 req.ignored.append(key)

@@ -1,6 +1,7 @@
 """Turn parsed search criteria into SQLAlchemy conditions on fhir_resource (index-table subqueries)."""
 from __future__ import annotations
 
+import math
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -11,6 +12,7 @@ from .errors import BadRequest
 from .indexing import normalize, split_reference
 from .models import INDEX_TABLES, CompartmentIndex, ReferenceIndex, ResourceRow, TokenIndex
 from .search_parse import Criterion, prefix_of
+from .tables import resource_types, search_params
 
 # Parameters likely to be selective: they drive the query (IN), the rest are correlated EXISTS.
 _DRIVER_TYPES = ("reference", "token")
@@ -48,6 +50,8 @@ def _number_bounds(text: str) -> tuple[float, float]:
         d = Decimal(text)
     except InvalidOperation:
         raise BadRequest(f"{text!r} is not a number") from None
+    if not d.is_finite() or not math.isfinite(float(d)):
+        raise BadRequest(f"{text!r} is not a finite number")
     exp = d.as_tuple().exponent
     half = Decimal(5) * (Decimal(10) ** (int(exp) - 1)) if isinstance(exp, int) else Decimal(0)
     return float(d - half), float(d + half)
@@ -62,6 +66,8 @@ class ConditionBuilder:
     def criterion(self, rtype: str, c: Criterion, drive: bool = False) -> ColumnElement[bool]:
         if c.has is not None:
             return self._has(rtype, c)
+        if c.name in ("_id", "_lastUpdated") and c.modifier == "missing":  # every resource has both
+            return false() if (c.values or ["true"])[0] == "true" else true()
         if c.name == "_id":
             cond = ResourceRow.fhir_id.in_(c.values)
             return not_(cond) if c.modifier == "not" else cond
@@ -80,7 +86,7 @@ class ConditionBuilder:
             value_cond: ColumnElement[bool] = and_(ReferenceIndex.target_type == target,
                                                    ReferenceIndex.target_id.in_(ids))
         else:
-            value_cond = or_(*[self._value(table, c, v) for v in c.values])
+            value_cond = or_(*[self._value(rtype, table, c, v) for v in c.values])
         if c.modifier == "not":
             return not_(exists(select(table.id).where(table.res_pk == ResourceRow.pk, *base, value_cond)))
         if drive:
@@ -94,7 +100,7 @@ class ConditionBuilder:
             raise BadRequest(f"{value!r} is not a valid date", expression=["_lastUpdated"])
         return _range_cond(ResourceRow.updated_ms, ResourceRow.updated_ms, prefix, rng[0], rng[1])
 
-    def _value(self, table: Any, c: Criterion, raw: str) -> ColumnElement[bool]:
+    def _value(self, rtype: str, table: Any, c: Criterion, raw: str) -> ColumnElement[bool]:
         kind = c.ptype
         if kind == "token":
             return self._token(c, raw)
@@ -131,7 +137,7 @@ class ConditionBuilder:
                     cond = and_(cond, table.code == system)
             return cond
         if kind == "reference":
-            return self._reference(c, raw)
+            return self._reference(rtype, c, raw)
         if kind == "uri":
             if c.modifier == "below":
                 return table.value.like(_like_escape(raw) + "%", escape="\\")
@@ -156,10 +162,11 @@ class ConditionBuilder:
             return and_(t.system == system, t.code == code)
         return t.code == raw
 
-    def _reference(self, c: Criterion, raw: str) -> ColumnElement[bool]:
+    def _reference(self, rtype: str, c: Criterion, raw: str) -> ColumnElement[bool]:
         r = ReferenceIndex
         if c.modifier == "identifier":
             raise BadRequest(":identifier is not supported on reference parameters")
+        self._check_local_reference(rtype, c, raw)
         ttype, tid, url = split_reference(raw, self.base_url)
         if tid is None and url is None:
             cond = r.target_id == raw
@@ -170,6 +177,19 @@ class ConditionBuilder:
             return r.url == url
         cond = and_(r.target_type == ttype, r.target_id == tid)
         return or_(cond, r.url == url) if url else cond
+
+    def _check_local_reference(self, rtype: str, c: Criterion, raw: str) -> None:
+        """A local reference value is id, Type/id or Type/id/_history/v with a Type the parameter allows."""
+        local = raw[len(self.base_url) + 1:] if raw.startswith(self.base_url + "/") else raw
+        if "://" in local or local.startswith("urn:"):
+            return
+        parts = local.split("/")
+        if len(parts) == 1:
+            return
+        targets = search_params().get(rtype, {}).get(c.name, {}).get("target") or []
+        well_formed = len(parts) == 2 or (len(parts) == 4 and parts[2] == "_history")
+        if not well_formed or parts[0] not in resource_types() or not all(parts) or (targets and parts[0] not in targets):
+            raise BadRequest(f"{raw!r} is not a reference {rtype}.{c.name} can hold", expression=[c.name])
 
     def _has(self, rtype: str, c: Criterion) -> ColumnElement[bool]:
         assert c.has is not None

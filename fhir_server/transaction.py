@@ -89,7 +89,7 @@ class BundleProcessor:
                     for issue in (err.issues or []):
                         issue["expression"] = [f"Bundle.entry[{n}].resource." + x.split(".", 1)[-1]
                                                for x in issue.get("expression", [])]
-                    raise
+                    raise self._in_entry(err, n, req) from None
                 res = json.loads(json.dumps(res))
                 if req["method"] == "POST" and e.get("fullUrl"):
                     ids[e["fullUrl"]] = f"{rtype}/{str(uuid.uuid4())}"
@@ -115,15 +115,30 @@ class BundleProcessor:
                     raise NotFound(f"Reference {ref!r} names no entry of this transaction")
                 return ref
 
+            for n, req, rtype, _fid, _query, _res, full in plan:
+                try:
+                    if full and req["method"] == "POST" and req.get("ifNoneExist"):
+                        # a conditional create that finds its match: every urn:uuid reference to the entry,
+                        # in entries before it too, must name the existing resource
+                        found = self.svc.match(repo, ctx, rtype, req["ifNoneExist"])
+                        if len(found) == 1:
+                            ids[full] = f"{rtype}/{found[0].id}"
+                except FhirError as err:
+                    raise self._in_entry(err, n, req) from None
             for n, req, rtype, fid, query, res, full in sorted(plan, key=lambda p: (_ORDER[p[1]["method"]], p[0])):
                 try:
                     results[n] = self._one(repo, ctx, req, rtype, fid, query, res, full, ids, resolve)
                 except FhirError as err:
-                    err.diagnostics = f"Bundle.entry[{n}] ({req['method']} {req['url']}): {err.diagnostics}"
-                    if err.issues:
-                        err.issues[0]["diagnostics"] = err.diagnostics
-                    raise
+                    raise self._in_entry(err, n, req) from None
         return self._reply("transaction-response", [results[n] for n in range(len(entries))])
+
+    @staticmethod
+    def _in_entry(err: FhirError, n: int, req: dict[str, Any]) -> FhirError:
+        """The error with the failing entry named in its diagnostics."""
+        err.diagnostics = f"Bundle.entry[{n}] ({req['method']} {req['url']}): {err.diagnostics}"
+        if err.issues:
+            err.issues[0]["diagnostics"] = err.diagnostics
+        return err
 
     def _one(self, repo: "Repository", ctx: AccessContext, req: dict[str, Any], rtype: str, fid: str | None,
              query: str | None, res: dict[str, Any] | None, full: str | None, ids: dict[str, str],

@@ -123,7 +123,12 @@ class _Walker:
             else:
                 self.value(item, tn, sub, enum)
         for req in self.complex[tname]["r"]:
-            if req not in value and f"_{req}" not in value:
+            if req.endswith("[x]"):  # a required choice: any one of its typed keys
+                base = req[:-3]
+                if not any(k.lstrip("_").startswith(base) and k.lstrip("_")[len(base):len(base) + 1].isupper()
+                           for k in value):
+                    self.err(f"{path}.{req}", "is required (one of its types)", "required")
+            elif req not in value and f"_{req}" not in value:
                 self.err(f"{path}.{req}", "is required", "required")
 
 

@@ -70,6 +70,37 @@ def build_types(schema: dict[str, Any], r4_resources: list[str]) -> dict[str, An
     return {"primitives": primitives, "complex": complex_, "resources": resources}
 
 
+def add_r4_cardinality(types: dict[str, Any]) -> None:
+    """Add the required elements the R4 JSON schema cannot express, from fhirclient's R4 models.
+
+    The schema lists only required complex elements (a required primitive may arrive as `_status`
+    alone, and a required choice such as MedicationRequest.medication[x] has no single key), so
+    Observation.status or Extension.url would pass unchecked.  fhirclient's models are generated from
+    the R4 4.0.1 StructureDefinitions and flag every 1..x element; a required choice is recorded
+    as `name[x]`.  fhirclient is a development dependency (`pip install -e .[test]`), as is this script.
+    """
+    from fhirclient.models.fhirelementfactory import FHIRElementFactory
+
+    done: set[str] = set()
+
+    def walk(schema_name: str, model: Any) -> None:
+        if schema_name in done or schema_name not in types["complex"]:
+            return
+        done.add(schema_name)
+        spec = types["complex"][schema_name]
+        required = set(spec["r"])
+        for _name, js, typ, _is_list, of_many, not_optional in model.elementProperties():
+            if not_optional:
+                required.add(f"{of_many}[x]" if of_many else js)
+            child = spec["p"].get(js)
+            if child and child[0] in types["complex"] and hasattr(typ, "elementProperties"):
+                walk(child[0], typ())
+        spec["r"] = sorted(r for r in required if r.endswith("[x]") or r in spec["p"])
+
+    for rtype in types["resources"]:
+        walk(rtype, FHIRElementFactory.instantiate(rtype, None))
+
+
 def _inline_primitive(pname: str, item: dict[str, Any], defs: dict[str, Any]) -> str:
     """Name the primitive of an inline schema (choice elements such as valueDateTime)."""
     for prim, d in defs.items():
@@ -202,8 +233,8 @@ def build_search_params(types: dict[str, Any], bundles: list[dict[str, Any]]) ->
                     continue
                 root, steps = parsed
                 roots = resources if root in ("Resource", "DomainResource") else [root]
-                if root not in roots and (root not in types["complex"] and root not in ("Resource", "DomainResource")):
-                    if len(bases) == 1 and root[:1].islower():
+                if root not in types["complex"] and root not in ("Resource", "DomainResource"):
+                    if len(bases) == 1 and root[:1].islower():  # `name | alias`: paths relative to the base
                         roots, steps = bases, [("elem", root)] + steps
                     else:
                         skipped.append(f"{sp['id']}: {frag}")
@@ -250,7 +281,7 @@ def build_summary(types: dict[str, Any]) -> dict[str, list[str]]:
         get_fhir_model_class = None
     out: dict[str, list[str]] = {}
     for rtype in types["resources"]:
-        keep = {"id", "meta", "implicitRules"} | set(types["complex"][rtype]["r"])
+        keep = {"id", "meta", "implicitRules"} | {r for r in types["complex"][rtype]["r"] if not r.endswith("[x]")}
         try:
             model = get_fhir_model_class(rtype) if get_fhir_model_class else None
         except (KeyError, ValueError):
@@ -273,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     schema = json.loads((args.src / "fhir.schema.json").read_text())
     comp_json = json.loads((args.src / "compartmentdefinition-patient.json").read_text())
     types = build_types(schema, [r["code"] for r in comp_json["resource"]] + ["Parameters"])
+    add_r4_cardinality(types)
     bundles = [json.loads((args.src / f).read_text()) for f in ("search-parameters.json",)]
     params, skipped = build_search_params(types, bundles)
     comp = build_compartment(comp_json)

@@ -58,7 +58,7 @@ class Cluster:
                     return self
             except OSError:
                 if self.proc.poll() is not None:
-                    raise RuntimeError((self.dir / "server.log").read_text())
+                    raise RuntimeError((self.dir / "server.log").read_text()) from None
                 time.sleep(0.1)
         raise RuntimeError("PostgreSQL did not start in 30 s")
 
