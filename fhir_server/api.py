@@ -12,7 +12,7 @@ from .bundle_text import history_bundle, search_bundle, shape
 from .errors import BadRequest, FhirError, MethodNotAllowed, NotFound, outcome
 from .everything import EverythingRequest, everything
 from .history import history
-from .http import error_response, fhir_response, json_body, page_links, prefer, resource_response
+from .http import error_response, fhir_response, form_items, json_body, page_links, prefer, resource_response
 from .service import FhirService
 from .transaction import BundleProcessor
 
@@ -93,7 +93,7 @@ def search_type(rtype: str) -> Response:
 
 @bp.post("/<rtype>/_search")
 def search_post(rtype: str) -> Response:
-    items = list(request.args.items(multi=True)) + list(request.form.items(multi=True))
+    items = list(request.args.items(multi=True)) + form_items(request)
     return _search(rtype, items)
 
 

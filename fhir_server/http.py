@@ -17,12 +17,27 @@ MAX_BODY = 32 * 1024 * 1024
 _JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fhir")
 
 
-def json_body(req: Request) -> Any:
-    """The parsed JSON body; 413 for oversize, 415 for non-JSON types, 400 for malformed JSON."""
-    length = req.content_length
+def body_limit(req: Request) -> int:
+    """The largest body accepted (bytes); 413 when the declared length is already over it."""
     limit = int(req.environ.get("carespace.max_body") or current_app.config.get("FHIR_MAX_BODY") or MAX_BODY)
+    length = req.content_length
     if length is not None and length > limit:
         raise PayloadTooLarge(f"The request body is {length} bytes; the limit is {limit}")
+    return limit
+
+
+def form_items(req: Request) -> list[tuple[str, str]]:
+    """The fields of a POST _search body (application/x-www-form-urlencoded only)."""
+    body_limit(req)
+    ctype = (req.mimetype or "").lower()
+    if ctype and ctype != "application/x-www-form-urlencoded":
+        raise UnsupportedMediaType(f"POST _search takes application/x-www-form-urlencoded, not {ctype!r}")
+    return list(req.form.items(multi=True))
+
+
+def json_body(req: Request) -> Any:
+    """The parsed JSON body; 413 for oversize, 415 for non-JSON types, 400 for malformed JSON."""
+    limit = body_limit(req)
     ctype = (req.mimetype or "").lower()
     if ctype and ctype not in _JSON_TYPES:
         raise UnsupportedMediaType(f"Content-Type {ctype!r} is not supported; send application/fhir+json")

@@ -115,14 +115,19 @@ class BundleProcessor:
                     raise NotFound(f"Reference {ref!r} names no entry of this transaction")
                 return ref
 
-            for n, req, rtype, _fid, _query, _res, full in plan:
+            for n, req, rtype, _fid, query, res, full in plan:
+                # Conditional creates and updates name their target before any entry is rewritten, so
+                # urn:uuid references to them (from earlier entries too) point at the resource they hit.
                 try:
                     if full and req["method"] == "POST" and req.get("ifNoneExist"):
-                        # a conditional create that finds its match: every urn:uuid reference to the entry,
-                        # in entries before it too, must name the existing resource
                         found = self.svc.match(repo, ctx, rtype, req["ifNoneExist"])
                         if len(found) == 1:
                             ids[full] = f"{rtype}/{found[0].id}"
+                    elif full and req["method"] == "PUT" and query:
+                        found = self.svc.match(repo, ctx, rtype, query)
+                        if len(found) > 1:
+                            raise PreconditionFailed(f"The condition matched {len(found)} resources")
+                        ids[full] = f"{rtype}/{found[0].id if found else (res.get('id') or uuid.uuid4())}"
                 except FhirError as err:
                     raise self._in_entry(err, n, req) from None
             for n, req, rtype, fid, query, res, full in sorted(plan, key=lambda p: (_ORDER[p[1]["method"]], p[0])):
@@ -156,10 +161,13 @@ class BundleProcessor:
         if method == "PUT":
             assert res is not None
             if query:
-                found = self.svc.match(repo, ctx, rtype, query)
-                if len(found) > 1:
-                    raise PreconditionFailed(f"The condition matched {len(found)} resources")
-                target = found[0].id if found else (res.get("id") or str(uuid.uuid4()))
+                if full in ids:
+                    target = ids[full].split("/", 1)[1]
+                else:
+                    found = self.svc.match(repo, ctx, rtype, query)
+                    if len(found) > 1:
+                        raise PreconditionFailed(f"The condition matched {len(found)} resources")
+                    target = found[0].id if found else (res.get("id") or str(uuid.uuid4()))
                 res["id"] = target
                 fid = target
             if fid is None:

@@ -96,6 +96,21 @@ def test_if_none_exist_entry_reuses_the_existing_resource_for_every_reference(fh
     assert count_type(fhir_client, "Patient") == 1
 
 
+def test_conditional_update_entry_is_a_urn_uuid_target(fhir_client: Any) -> None:
+    """References to a conditional PUT's fullUrl name the resource it updated, or the one it created."""
+    pid = create(fhir_client, PAT)["id"]
+    for value, existing in (("T-1", pid), ("T-9", None)):
+        ident = {"identifier": [{"system": "urn:mrn", "value": value}]}
+        tx = bundle("transaction", entry(obs("urn:uuid:p"), "POST", "Observation"),
+                    entry({**PAT, **ident}, "PUT", f"Patient?identifier=urn:mrn|{value}", "urn:uuid:p"))
+        reply = ok(fhir_client.post("/fhir", json=tx))
+        patient = reply["entry"][1]["response"]["location"].split("/_history")[0]
+        assert existing is None or patient == f"Patient/{existing}"
+        stored = ok(fhir_client.get("/fhir/" + reply["entry"][0]["response"]["location"].split("/_history")[0]))
+        assert stored["subject"]["reference"] == patient
+    assert count_type(fhir_client, "Patient") == 2
+
+
 def test_transaction_put_delete_and_get_entries(fhir_client: Any) -> None:
     """PUT with a client id, conditional PUT, DELETE and GET entries run in one transaction."""
     gone = create(fhir_client, {"resourceType": "Patient", "name": [{"family": "Gone"}]})["id"]

@@ -67,6 +67,8 @@ def test_wrong_content_type_is_415(fhir_client: Any) -> None:
         for method, url in (("POST", "/fhir/Patient"), ("PUT", "/fhir/Patient/a"), ("POST", "/fhir")):
             resp = fhir_client.open(url, method=method, data=b'{"resourceType":"Patient"}', content_type=ctype)
             assert ok(resp, 415)["issue"][0]["code"] == "not-supported", (ctype, url)
+    resp = fhir_client.post("/fhir/Patient/_search", data=b'{"name":"x"}', content_type="application/fhir+json")
+    ok(resp, 415)
     assert count_type(fhir_client, "Patient") == 0
 
 
@@ -82,6 +84,8 @@ def test_oversize_body_is_413_from_environ_or_config(app: Any, fhir_client: Any)
        413)
     assert count_type(fhir_client, "Patient") == 0
     ok(fhir_client.post("/fhir/Patient", json={"resourceType": "Patient"}), 201)
+    ok(fhir_client.post("/fhir/Patient/_search", data={"name": "x" * 2000}), 413)
+    ok(fhir_client.post("/fhir/Patient/_search", data={"name": "x"}), 200)
 
 
 def test_every_r4_resource_type_is_accepted(fhir_client: Any) -> None:
