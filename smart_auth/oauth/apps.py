@@ -12,7 +12,7 @@ from smart_auth.accounts.session import current_user, db, login_required, select
 
 from . import repository as repo
 from .scopes import describe, split
-from .service import create_launch, revoke_app
+from .service import create_launch, latest_encounter, revoke_app
 
 bp = Blueprint("smart_apps", __name__, template_folder="../templates")
 
@@ -78,7 +78,8 @@ def launch() -> Any:
     if user is None or patient_id is None or client is None or not client.launch_uri:
         flash("That app cannot be launched from here (is the patient ID right?).", "error")
         return redirect("/apps")
-    handle = create_launch(db(), user.id, client.client_id, patient_id)
+    encounter_id = latest_encounter(current_app.extensions["fhir_service"], patient_id)
+    handle = create_launch(db(), user.id, client.client_id, patient_id, encounter_id)
     db().commit()
     sep = "&" if "?" in client.launch_uri else "?"
     query = urlencode({"iss": current_app.config["FHIR_BASE_URL"], "launch": handle})

@@ -27,7 +27,7 @@ from .scopes import (
     split,
 )
 from .server import SmartServer, StoredRequest
-from .service import OAuthDomainError, launch_patient, remember_consent
+from .service import OAuthDomainError, launch_context, remember_consent
 
 bp = Blueprint("smart_authorize", __name__, template_folder="../templates")
 MAX_PENDING = 5
@@ -46,6 +46,7 @@ class Offer:
     fixed: PatientChoice | None
     needs_patient: bool
     ehr_launch: bool
+    encounter_id: str | None = None
 
 
 def _error(req: StoredRequest, err: OAuth2Error) -> Any:
@@ -60,13 +61,14 @@ def _error(req: StoredRequest, err: OAuth2Error) -> Any:
 def _offer(user: User, client_id: str, requested: list[str], params: dict[str, str]) -> Offer:
     needs = "launch/patient" in requested or "launch" in requested or has_patient_scopes(requested)
     if params.get("launch"):
-        pid = launch_patient(db(), params["launch"], client_id, user.id, staff=user.role == "staff")
+        pid, encounter = launch_context(db(), params["launch"], client_id, user.id, staff=user.role == "staff")
         names = current_app.extensions.get("patient_name_lookup")
         choice = PatientChoice(pid, "staff", None, names(pid) if names else pid) if user.role == "staff" else next(
             (c for c in patients_for(db(), user) if c.patient_id == pid), None)
         if choice is None:
             raise OAuthDomainError("You no longer have access to this patient's record")
-        return Offer(requested, [choice], choice, True, True)
+        wants_encounter = "launch" in requested or "launch/encounter" in requested
+        return Offer(requested, [choice], choice, True, True, encounter if wants_encounter else None)
     choices = patients_for(db(), user) if needs else []
     if needs and not choices:
         raise OAuthDomainError("There is no patient record you can share with this app")
@@ -80,7 +82,7 @@ def _approve(req: StoredRequest, grant: Any, user: User, offer: Offer, choice: P
     db().commit()
     req.decision = {"scope": " ".join(granted), "patient_id": patient_id,
                     "fhir_user": fhir_user_ref(user, choice), "ehr_launch": offer.ehr_launch,
-                    "app_grant_id": remembered.id}
+                    "app_grant_id": remembered.id, "encounter_id": offer.encounter_id}
     return _server().create_authorization_response(request=req, grant_user=user, grant=grant)
 
 

@@ -7,9 +7,9 @@ from typing import Any
 
 CAPABILITIES = ["launch-standalone", "launch-ehr", "client-public", "client-confidential-symmetric",
                 "client-confidential-asymmetric", "sso-openid-connect", "context-standalone-patient",
-                "context-ehr-patient", "context-banner", "context-style", "permission-offline",
-                "permission-online", "permission-patient", "permission-user", "permission-v1", "permission-v2",
-                "authorize-post"]
+                "context-ehr-patient", "context-ehr-encounter", "context-banner", "context-style",
+                "permission-offline", "permission-online", "permission-patient", "permission-user", "permission-v1",
+                "permission-v2", "authorize-post"]
 SCOPES = ["openid", "fhirUser", "profile", "launch", "launch/patient", "offline_access", "online_access",
           "patient/*.rs", "patient/*.cruds", "patient/*.read", "patient/*.write", "patient/*.*", "user/*.rs",
           "user/*.cruds", "user/*.read", "user/*.*", "system/*.rs", "system/*.cruds", "system/*.read", "system/*.*"]

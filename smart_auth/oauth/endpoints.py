@@ -57,6 +57,8 @@ class Introspection(IntrospectionEndpoint):
                                "exp": token.expires_at(), "iat": row.issued_at, "token_type": "Bearer"}
         if row.patient_id:
             out["patient"] = row.patient_id
+            if encounter := repo.encounter_of(db(), code_id=row.code_id):
+                out["encounter"] = encounter
         if row.id_token_sub:
             out["iss"], out["sub"] = base, row.id_token_sub
         if row.fhir_user:

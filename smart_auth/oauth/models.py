@@ -1,4 +1,4 @@
-"""OAuth tables: registered apps, authorization codes, tokens, remembered consent, EHR launches, used jti.
+"""OAuth tables: registered apps, codes, tokens, remembered consent, EHR launches and their encounter, used jti.
 
 Secrets (client secrets, codes, tokens, launch handles) are stored only as SHA-256 digests, so a
 database dump does not hand out working credentials.  Times are epoch seconds.
@@ -101,6 +101,19 @@ class LaunchContext(Base):
     client_id: Mapped[str] = mapped_column(String(64))
     patient_id: Mapped[str] = mapped_column(String(64))
     expires_at: Mapped[int] = mapped_column(Integer)
+
+
+class EncounterContext(Base):
+    """The Encounter an EHR launch binds, keyed by the launch and then by the code its tokens carry.
+
+    A table of its own (not a column) so `carespace db upgrade` brings older databases along.
+    """
+
+    __tablename__ = "oauth_encounter_context"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    launch_id: Mapped[int | None] = mapped_column(Integer, unique=True, nullable=True)
+    code_id: Mapped[int | None] = mapped_column(Integer, unique=True, nullable=True)
+    encounter_id: Mapped[str] = mapped_column(String(64))
 
 
 class UsedAssertion(Base):

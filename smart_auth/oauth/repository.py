@@ -8,7 +8,7 @@ from sqlalchemy import delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from .models import AppGrant, AuthCode, LaunchContext, OAuthClient, OAuthToken, UsedAssertion
+from .models import AppGrant, AuthCode, EncounterContext, LaunchContext, OAuthClient, OAuthToken, UsedAssertion
 
 
 def digest(secret: str) -> str:
@@ -78,6 +78,14 @@ def remembered(dbs: Session, user_id: int, client_id: str) -> list[AppGrant]:
 
 def launch(dbs: Session, handle: str) -> LaunchContext | None:
     return dbs.execute(select(LaunchContext).where(LaunchContext.handle_hash == digest(handle))).scalar_one_or_none()
+
+
+def encounter_of(dbs: Session, *, launch_id: int | None = None, code_id: int | None = None) -> str | None:
+    """The Encounter id bound to a launch or to an authorization code (and so to its tokens)."""
+    if launch_id is None and code_id is None:
+        return None
+    where = EncounterContext.launch_id == launch_id if launch_id is not None else EncounterContext.code_id == code_id
+    return dbs.execute(select(EncounterContext.encounter_id).where(where)).scalar_one_or_none()
 
 
 def use_jti(dbs: Session, client_id: str, jti: str, expires_at: int) -> bool:

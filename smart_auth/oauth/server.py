@@ -25,7 +25,7 @@ from smart_auth.accounts.session import db
 
 from . import repository as repo
 from .adapters import Client, Code, FlaskRequest, StoredRequest, Token
-from .models import AuthCode
+from .models import AuthCode, EncounterContext
 from .scopes import allowed, covers, split
 from .service import same_resource
 
@@ -70,13 +70,17 @@ class CodeGrant(grants.AuthorizationCodeGrant):
     def save_authorization_code(self, code: str, request: Any) -> None:
         d = request.decision
         data = request.payload.data
-        db().add(AuthCode(code_hash=repo.digest(code), client_id=request.client.row.client_id,
-                          user_id=request.user.id, redirect_uri=request.payload.redirect_uri or
-                          request.client.get_default_redirect_uri(), scope=d["scope"], patient_id=d["patient_id"],
-                          fhir_user=d["fhir_user"], code_challenge=data.get("code_challenge"),
-                          code_challenge_method=data.get("code_challenge_method"), nonce=data.get("nonce"),
-                          ehr_launch=d["ehr_launch"], app_grant_id=d["app_grant_id"],
-                          expires_at=repo.now() + CODE_TTL_S))
+        row = AuthCode(code_hash=repo.digest(code), client_id=request.client.row.client_id,
+                       user_id=request.user.id, redirect_uri=request.payload.redirect_uri or
+                       request.client.get_default_redirect_uri(), scope=d["scope"], patient_id=d["patient_id"],
+                       fhir_user=d["fhir_user"], code_challenge=data.get("code_challenge"),
+                       code_challenge_method=data.get("code_challenge_method"), nonce=data.get("nonce"),
+                       ehr_launch=d["ehr_launch"], app_grant_id=d["app_grant_id"],
+                       expires_at=repo.now() + CODE_TTL_S)
+        db().add(row)
+        if d.get("encounter_id"):
+            db().flush()
+            db().add(EncounterContext(code_id=row.id, encounter_id=d["encounter_id"]))
         db().commit()
 
     def query_authorization_code(self, code: str, client: Client) -> Code | None:

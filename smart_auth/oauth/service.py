@@ -1,11 +1,12 @@
 """OAuth domain logic without Flask: client registration, bearer-token resolution for the FHIR API,
-consent memory, EHR launch handles and revocation.  Raises domain errors; the views map them."""
+consent memory, EHR launch handles (patient, encounter) and revocation.  Raises domain errors; views map them."""
 from __future__ import annotations
 
 import json
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy.orm import Session
@@ -15,7 +16,7 @@ from smart_auth.accounts.models import PatientAccess, User
 from smart_auth.accounts.session import has_active_access
 
 from . import repository as repo
-from .models import AppGrant, LaunchContext, OAuthClient
+from .models import AppGrant, EncounterContext, LaunchContext, OAuthClient
 from .scopes import split
 
 PatientIds = Callable[[Session, User], list[str]]
@@ -147,21 +148,35 @@ def revoke_app(dbs: Session, user_id: int, grant_id: int) -> AppGrant | None:
     return grant
 
 
-def create_launch(dbs: Session, user_id: int, client_id: str, patient_id: str) -> str:
-    """An opaque `launch` handle binding this user and patient for an EHR launch of the app."""
+def latest_encounter(fhir: Any, patient_id: str) -> str | None:
+    """The patient's most recent Encounter (by period), bound to an EHR launch; None when there is none."""
+    ctx = AccessContext.system("ehr-launch")
+    _, page = fhir.search(ctx, "Encounter", [("patient", f"Patient/{patient_id}"), ("_sort", "-date"),
+                                             ("_count", "1")])
+    return page.matches[0][1] if page.matches else None
+
+
+def create_launch(dbs: Session, user_id: int, client_id: str, patient_id: str,
+                  encounter_id: str | None = None) -> str:
+    """An opaque `launch` handle binding this user, patient and (when there is one) encounter."""
     handle = secrets.token_urlsafe(24)
-    dbs.add(LaunchContext(handle_hash=repo.digest(handle), user_id=user_id, client_id=client_id,
-                          patient_id=patient_id, expires_at=repo.now() + LAUNCH_TTL_S))
+    ctx = LaunchContext(handle_hash=repo.digest(handle), user_id=user_id, client_id=client_id,
+                        patient_id=patient_id, expires_at=repo.now() + LAUNCH_TTL_S)
+    dbs.add(ctx)
     dbs.flush()
+    if encounter_id:
+        dbs.add(EncounterContext(launch_id=ctx.id, encounter_id=encounter_id))
+        dbs.flush()
     return handle
 
 
-def launch_patient(dbs: Session, handle: str, client_id: str, user_id: int, staff: bool = False) -> str:
-    """The patient a launch handle binds, for this app and user; OAuthDomainError otherwise."""
+def launch_context(dbs: Session, handle: str, client_id: str, user_id: int,
+                   staff: bool = False) -> tuple[str, str | None]:
+    """The patient and encounter a launch handle binds, for this app and user; OAuthDomainError otherwise."""
     ctx = repo.launch(dbs, handle)
     if ctx is None or ctx.expires_at < repo.now() or ctx.client_id != client_id or ctx.user_id != user_id:
         raise OAuthDomainError("The launch is unknown or has expired; start the app again from Connected apps")
     if not staff and not has_active_access(dbs, user_id, ctx.patient_id):
         raise OAuthDomainError("You no longer have access to this patient's record")
-    return ctx.patient_id
+    return ctx.patient_id, repo.encounter_of(dbs, launch_id=ctx.id)
 

@@ -1,4 +1,4 @@
-"""Issuing tokens: the stored row, the SMART extras of the token response (patient,
+"""Issuing tokens: the stored row, the SMART extras of the token response (patient, encounter,
 need_patient_banner, smart_style_url, id_token) and the AuditEvent of every token decision."""
 from __future__ import annotations
 
@@ -56,6 +56,7 @@ def make_save(app: Flask, key: ServerKey) -> Any:
             src.update(user_id=o.user_id, patient_id=o.patient_id, fhir_user=o.fhir_user, code_id=o.code_id,
                        app_grant_id=o.app_grant_id, ehr_launch=o.ehr_launch)
         user = db().get(User, src["user_id"]) if src["user_id"] else None
+        encounter = repo.encounter_of(db(), code_id=src["code_id"]) if src["patient_id"] else None
         sub = str(user.id) if user is not None and "openid" in scopes else None
         rt = token.get("refresh_token")
         db().add(OAuthToken(client_id=client.row.client_id, scope=token["scope"],
@@ -67,6 +68,8 @@ def make_save(app: Flask, key: ServerKey) -> Any:
         if user is not None:
             if src["patient_id"]:
                 token["patient"] = src["patient_id"]
+            if encounter:
+                token["encounter"] = encounter
             token["need_patient_banner"] = True
             token["smart_style_url"] = endpoints(cfg)["style"]
             if sub is not None:
