@@ -23,7 +23,7 @@ def history(svc: "FhirService", ctx: AccessContext, rtype: str | None, fid: str 
     v = ResourceVersion
     q = select(v)
     if rtype and fid:
-        svc._check_type(rtype)
+        svc._check_type(rtype, fid)
         with svc.unit() as repo:
             cur = repo.current(rtype, fid)
             if cur is None:

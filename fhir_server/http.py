@@ -48,6 +48,8 @@ def json_body(req: Request) -> Any:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"The body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise BadRequest("The body's JSON nests too deeply") from None
 
 
 def prefer(name: str, default: str | None = None) -> str | None:

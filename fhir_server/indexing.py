@@ -158,7 +158,7 @@ class Extractor:
             if ptype == "token":
                 for system, c, text in _tokens(v, etype):
                     if c is not None or text is not None:
-                        rows.append({"param": code, "system": system, "code": c[:255] if c else c,
+                        rows.append({"param": code, "system": _cut(system, 255), "code": _cut(c, 255),
                                      "text": normalize(text) if text else None})
             elif ptype == "string":
                 for s in _strings(v, etype):
@@ -172,9 +172,11 @@ class Extractor:
                 num = v.get("value") if isinstance(v, dict) else v
                 if isinstance(num, (int, float)) and not isinstance(num, bool):
                     row: dict[str, Any] = {"param": code, "value": float(num)}
-                    if ptype == "quantity":
-                        row["system"] = v.get("system") if isinstance(v, dict) else None
-                        row["code"] = (v.get("code") or v.get("unit") or v.get("currency")) if isinstance(v, dict) else None
+                    if ptype == "quantity" and isinstance(v, dict):
+                        row["system"] = _cut(v.get("system"), 255)
+                        row["code"] = _cut(v.get("code") or v.get("unit") or v.get("currency"), 64)
+                    elif ptype == "quantity":
+                        row["system"] = row["code"] = None
                     rows.append(row)
             elif ptype == "uri" and isinstance(v, str):
                 rows.append({"param": code, "value": v[:512]})
@@ -188,8 +190,14 @@ class Extractor:
         ttype, tid, url = split_reference(v["reference"], self.base_url)
         if targets and ttype not in targets:
             return
-        if ttype or url:
-            rows.append({"param": code, "target_type": ttype, "target_id": tid, "url": url[:512] if url else None})
+        if ttype or url:  # index columns have fixed widths (PostgreSQL enforces them)
+            rows.append({"param": code, "target_type": _cut(ttype, 64), "target_id": _cut(tid, 255),
+                         "url": _cut(url, 512)})
+
+
+def _cut(value: Any, width: int) -> Any:
+    """A string cut to its index column's width (None and non-strings unchanged)."""
+    return value[:width] if isinstance(value, str) else value
 
 
 def exists_param(spec: dict[str, Any]) -> bool:
@@ -210,7 +218,7 @@ def compartment_rows(resource: dict[str, Any], rows: dict[str, list[dict[str, An
     params = set(compartment_params(rtype))
     if params:
         for r in rows.get("reference", []):
-            if r["param"] in params and r["target_type"] == "Patient" and r["target_id"]:
+            if r["param"] in params and r["target_type"] == "Patient" and r["target_id"] and len(r["target_id"]) <= 64:
                 patients.add(r["target_id"])
     if not patients:
         return []

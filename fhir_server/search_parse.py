@@ -141,6 +141,8 @@ def parse(rtype: str | None, items: Iterable[tuple[str, str]], *, strict: bool =
     """Build a SearchRequest from (key, value) pairs; unknown parameters fail only when strict."""
     req = SearchRequest(resource_type=rtype)
     for key, value in items:
+        if "\x00" in key or "\x00" in value:
+            raise BadRequest("Search parameters cannot hold NUL characters")
         if key in ("_count",):
             if not value.isdigit():
                 raise BadRequest(f"_count must be a non-negative integer, not {value!r}", expression=["_count"])

@@ -111,7 +111,7 @@ class FhirService:
 
     # ---- read ----
     def read(self, ctx: AccessContext, rtype: str, fid: str) -> Stored:
-        self._check_type(rtype)
+        self._check_type(rtype, fid)
         with self.unit() as repo:
             row = repo.current_text(rtype, fid)
             if row is None:
@@ -127,8 +127,8 @@ class FhirService:
         return Stored(rtype, fid, version, updated, text)
 
     def vread(self, ctx: AccessContext, rtype: str, fid: str, vid: str) -> Stored:
-        self._check_type(rtype)
-        if not vid.isdigit():
+        self._check_type(rtype, fid)
+        if not vid.isdigit() or len(vid) > 9:
             raise NotFound(f"Version {vid!r} of {rtype}/{fid} is not known")
         with self.unit() as repo:
             cur = repo.current(rtype, fid)
@@ -220,7 +220,7 @@ class FhirService:
 
     def delete(self, ctx: AccessContext, rtype: str, fid: str) -> bool:
         """Delete; False when it was already deleted (idempotent)."""
-        self._check_type(rtype)
+        self._check_type(rtype, fid)
         with self.unit(write=True) as repo:
             done = self.delete_in(repo, ctx, rtype, fid)
         self._audit(ctx, "delete", rtype, [f"{rtype}/{fid}"])
@@ -308,9 +308,12 @@ class FhirService:
 
     # ---- helpers ----
     @staticmethod
-    def _check_type(rtype: str) -> None:
+    def _check_type(rtype: str, fid: str | None = None) -> None:
+        """404 for an unknown type, or an id no resource can have (never sent to the database)."""
         if rtype not in resource_types():
             raise NotFound(f"Unknown resource type {rtype!r}")
+        if fid is not None and not is_valid_id(fid):
+            raise NotFound(f"{rtype}/{fid[:80]} is not known")
 
     @staticmethod
     def _stored(row: ResourceRow) -> Stored:

@@ -7,6 +7,7 @@ required-binding codes.  Each problem becomes an OperationOutcome issue naming i
 """
 from __future__ import annotations
 
+import math
 import re
 from functools import cache
 from typing import Any
@@ -15,7 +16,11 @@ from .errors import BadRequest, Unprocessable
 from .tables import r4_types, resource_types
 
 MAX_ISSUES = 50
+MAX_DEPTH = 100  # element nesting (dots in the path): deeper is an attack or an error, never a record
 _INTEGERS = {"integer", "positiveInt", "unsignedInt"}
+_INT32 = (-(2**31), 2**31 - 1)
+# FHIR strings hold no control characters but tab, CR and LF; JSON \u escapes can smuggle in lone surrogates.
+_BAD_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff]")
 
 
 @cache
@@ -56,6 +61,8 @@ class _Walker:
         if tname == "xhtml" or jtype is None:
             if not isinstance(value, str):
                 self.err(path, "must be a string")
+            elif _BAD_CHARS.search(value):
+                self.err(path, "holds a control character or an unpaired surrogate", "value")
             return
         if jtype == "boolean":
             if not isinstance(value, bool):
@@ -64,12 +71,18 @@ class _Walker:
         if jtype == "number":
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 self.err(path, f"must be a JSON number ({tname})")
-            elif tname in _INTEGERS and (not isinstance(value, int) or (tname == "positiveInt" and value < 1)
+            elif (isinstance(value, float) and not math.isfinite(value)) or abs(value) > 1e300:
+                self.err(path, f"must be a finite number ({tname})", "value")
+            elif tname in _INTEGERS and (not isinstance(value, int) or not _INT32[0] <= value <= _INT32[1]
+                                         or (tname == "positiveInt" and value < 1)
                                          or (tname == "unsignedInt" and value < 0)):
-                self.err(path, f"must be a valid {tname}")
+                self.err(path, f"must be a valid {tname} (32-bit)")
             return
         if not isinstance(value, str):
             self.err(path, f"must be a JSON string ({tname})")
+            return
+        if _BAD_CHARS.search(value):
+            self.err(path, "holds a control character or an unpaired surrogate", "value")
             return
         rx = _pattern(tname)
         if rx is not None and not rx.match(value):
@@ -90,6 +103,9 @@ class _Walker:
             self.err(path, f"unknown type {tname}")
 
     def complex_value(self, value: Any, tname: str, path: str, is_resource: bool = False) -> None:
+        if path.count(".") > MAX_DEPTH:
+            self.err(path[:200], f"nests more than {MAX_DEPTH} elements deep")
+            return
         if not isinstance(value, dict):
             self.err(path, f"must be a JSON object ({tname})")
             return

@@ -146,3 +146,41 @@ def test_garbage_inputs_are_400_outcomes_never_500(fhir_client: Any) -> None:
         if resp.status_code != 400 or body.get("resourceType") != "OperationOutcome":
             wrong.append((url, resp.status_code))
     assert wrong == [], "\n".join(f"{u} -> {s}" for u, s in wrong)
+
+
+HOSTILE = [
+    (b'{"resourceType":"Observation","status":"final","code":{"text":"x"},"valueQuantity":{"value":NaN}}', 422),
+    (b'{"resourceType":"Observation","status":"final","code":{"text":"x"},"valueQuantity":{"value":1e400}}', 422),
+    (b'{"resourceType":"Observation","status":"final","code":{"text":"x"},"valueQuantity":{"value":' + b"9" * 400
+     + b"}}", 422),
+    (b'{"resourceType":"Patient","multipleBirthInteger":99999999999999999999}', 422),
+    (b'{"resourceType":"Patient","name":[{"family":"a\\u0000b"}]}', 422),
+    (b'{"resourceType":"Patient","name":[{"family":"\\ud800"}]}', 422),
+    (b'{"resourceType":"Patient","extension":[' + b'{"url":"http://x","extension":[' * 5000 + b"]}" * 5000 + b"]}", 400),
+    (b'{"resourceType":"Patient","extension":[' + b'{"url":"http://x","extension":[' * 150
+     + b'{"url":"http://x","valueString":"x"}' + b"]}" * 150 + b"]}", 422),
+]
+
+
+def test_hostile_bodies_are_client_errors_and_store_nothing(fhir_client: Any) -> None:
+    """Non-finite or huge numbers, NUL, lone surrogates and absurd nesting never reach storage or a 500."""
+    for raw, status in HOSTILE:
+        resp = fhir_client.post("/fhir/Patient" if b'"Patient"' in raw else "/fhir/Observation", data=raw,
+                                content_type="application/fhir+json")
+        assert ok(resp, status)["resourceType"] == "OperationOutcome", raw[:80]
+    assert ok(fhir_client.get("/fhir/_history")).get("entry") is None
+    for url, status in (("/fhir/Patient?name=a%00b", 400), ("/fhir/Patient/a%00b", 404),
+                        ("/fhir/Patient/a%20b/_history", 404), ("/fhir/Patient/x/_history/99999999999999999999", 404)):
+        assert ok(fhir_client.get(url), status)["resourceType"] == "OperationOutcome", url
+
+
+def test_values_wider_than_the_index_columns_are_stored_and_searchable(fhir_client: Any) -> None:
+    """Very long references, systems and units are kept whole in the resource and cut only in the index."""
+    long_ref = "Patient/" + "y" * 600
+    body = {"resourceType": "Observation", "status": "final", "subject": {"reference": long_ref},
+            "code": {"coding": [{"system": "http://example.org/" + "s" * 400, "code": "c" * 400}]},
+            "valueQuantity": {"value": 1, "system": "http://example.org/" + "u" * 300, "code": "u" * 300}}
+    stored = ok(fhir_client.post("/fhir/Observation", json=body), 201)
+    assert stored["subject"]["reference"] == long_ref
+    assert ok(fhir_client.get("/fhir/Observation?code=" + "c" * 400)).get("resourceType") == "Bundle"
+    assert ok(fhir_client.get("/fhir/Observation?subject=" + long_ref)).get("resourceType") == "Bundle"
