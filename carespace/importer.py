@@ -41,13 +41,13 @@ def _units(path: Path) -> Iterator[dict[str, Any]]:
         for i in range(0, len(lines), NDJSON_CHUNK):
             try:
                 chunk = [json.loads(ln) for ln in lines[i:i + NDJSON_CHUNK]]
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:
                 raise ImportError_(f"{path}: line {i + 1}+: not valid JSON ({exc})") from None
             yield _as_transaction(chunk)
         return
     try:
         doc = json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise ImportError_(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(doc, dict) or doc.get("resourceType") != "Bundle":
         if isinstance(doc, dict) and doc.get("resourceType"):

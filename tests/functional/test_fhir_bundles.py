@@ -198,7 +198,8 @@ def test_carespace_import_bad_input_is_one_line_error(tmp_path: Path) -> None:
                                            ' "request": {"method": "POST", "url": "Patient"}}]}')
     (tmp_path / "search.json").write_text('{"resourceType": "Bundle", "type": "searchset"}')
     (tmp_path / "list.json").write_text("[1, 2]")
-    for name, words in (("nope.json", "no such file"), ("broken.json", "not valid JSON"),
+    (tmp_path / "deep.json").write_text("[" * 100000 + "]" * 100000)
+    for name, words in (("nope.json", "no such file"), ("broken.json", "not valid JSON"), ("deep.json", "not valid JSON"),
                         ("invalid.json", "gender"), ("search.json", "searchset"), ("list.json", "not a FHIR")):
         done = _cli(env, str(tmp_path / name))
         assert done.returncode != 0, name
