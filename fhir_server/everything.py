@@ -11,7 +11,7 @@ from .dates import parse_range
 from .errors import BadRequest, FhirError, NotFound
 from .models import CompartmentIndex, ReferenceIndex, ResourceRow
 from .search import SearchExecutor
-from .tables import compartment_params, resource_types
+from .tables import compartment_params, patient_compartment, resource_types
 
 if TYPE_CHECKING:
     from .service import FhirService
@@ -56,7 +56,10 @@ def everything(svc: "FhirService", ctx: AccessContext, req: EverythingRequest) -
     lo, hi = _bound(req.start, "start", False), _bound(req.end, "end", True)
     since = _bound(req.since, "_since", False)
     c, r = CompartmentIndex, ResourceRow
-    conds = [c.patient_id == req.patient_id, r.deleted.is_(False)]
+    # Members are the types the R4 compartment definition lists (the index also files Binary documents
+    # under their patient, for access checks; those are not compartment members).
+    members = sorted(t for t in patient_compartment() if compartment_params(t)) + ["Patient"]
+    conds = [c.patient_id == req.patient_id, r.deleted.is_(False), c.res_type.in_(members)]
     if lo is not None:
         conds.append(or_(c.date_high.is_(None), c.date_high >= lo))
     if hi is not None:

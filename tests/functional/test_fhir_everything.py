@@ -132,3 +132,14 @@ def test_unknown_patient_is_404_and_other_patients_never_leak(synthea_client: An
     got, _ = everything(synthea_client, f"/fhir/Patient/{ids[a.name]}/$everything")
     refs = {x["subject"]["reference"] for x in got if "subject" in x and "Patient/" in x["subject"]["reference"]}
     assert refs == {f"Patient/{ids[a.name]}"} and f"Patient/{ids[b.name]}" not in refs
+
+
+def test_only_compartment_types_are_members(synthea_client: Any, ids: dict[str, str]) -> None:
+    """A Binary whose securityContext is the patient is not in the R4 compartment, so not in $everything."""
+    p = patients()[4]
+    pid = ids[p.name]
+    ok(synthea_client.post("/fhir/Binary", json={"resourceType": "Binary", "contentType": "text/plain", "data": "aGk=",
+                                                 "securityContext": {"reference": f"Patient/{pid}"}}), 201)
+    got, _ = everything(synthea_client, f"/fhir/Patient/{pid}/$everything")
+    assert "Binary" not in {r["resourceType"] for r in got}
+    assert Counter(server_fingerprint(r) for r in got) == bundle_fingerprints(p, expected(p))
