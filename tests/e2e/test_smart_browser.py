@@ -95,6 +95,7 @@ def test_consent_and_connected_apps_at_phone_width(live_server, phone_page):
     page.get_by_role("button", name="Launch Phone App").click()
     launch = {k: v[0] for k, v in parse_qs(urlsplit(_wait(page, seen)).query).items()}
     assert launch["iss"] == live_server.url + "/fhir" and launch["launch"]
+    page.wait_for_url(LAUNCH + "**")  # let the launch navigation finish before navigating away
 
     page.goto(live_server.url + "/apps")
     page.get_by_role("button", name="Revoke").click()
