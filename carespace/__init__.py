@@ -52,13 +52,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     fhir_api.register(app, cfg.get("FHIR_ACCESS_RESOLVER") or (lambda: AccessContext.system("open")))
 
     for name in PACKAGE_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if not exc.name or not name.startswith(exc.name):
-                raise
-            continue  # package not built yet
-        module.init_app(app)
+        importlib.import_module(name).init_app(app)
 
     @app.teardown_appcontext
     def _close_db(_exc: BaseException | None) -> None:
