@@ -4,6 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from fhir_server.display import concept_text
+from fhir_server.display import human_name as person_name
+
 from .builder import KINDS, clinical_date, kind_of
 
 _TITLE_KEYS = ["code", "vaccineCode", "medicationCodeableConcept", "type", "category", "class", "description",
@@ -30,34 +33,6 @@ class Summary:
     gender: str
     notes: list[str]
     sections: list[Section]
-
-
-def concept_text(value: Any) -> str:
-    """Text of a CodeableConcept, Coding list, string or list of those."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list):
-        return ", ".join(t for t in (concept_text(v) for v in value) if t)
-    if isinstance(value, dict):
-        if value.get("text"):
-            return str(value["text"])
-        for c in value.get("coding", []) or []:
-            if c.get("display") or c.get("code"):
-                return str(c.get("display") or c.get("code"))
-        if value.get("display") or value.get("code"):
-            return str(value.get("display") or value.get("code"))
-    return ""
-
-
-def person_name(resource: dict[str, Any]) -> str:
-    if isinstance(resource.get("name"), str):
-        return str(resource["name"])
-    for name in resource.get("name", []) or []:
-        text = name.get("text") or " ".join([*name.get("prefix", []), *name.get("given", []),
-                                             name.get("family", "")]).strip()
-        if text:
-            return str(text)
-    return ""
 
 
 def value_text(res: dict[str, Any]) -> str:

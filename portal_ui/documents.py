@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from fhir_server.access import AccessContext
+from fhir_server.display import concept_text
 from fhir_server.errors import FhirError
 from fhir_server.service import FhirService
 
-from .fhir_data import PortalError, concept_text, ref_id, search_all, search_page, when_text
+from .fhir_data import PortalError, ref_id, search_all, search_page, when_text
 
 LANDING_COUNT = 6
 PAGE_SIZE = 20

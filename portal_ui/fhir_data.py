@@ -55,30 +55,6 @@ def ref_id(ref: Any, rtype: str) -> str | None:
     return text.rsplit(f"{rtype}/", 1)[1].split("/", 1)[0] or None
 
 
-def concept_text(cc: Any) -> str:
-    """Human text of a CodeableConcept: text, else the first coding's display, else its code."""
-    if not isinstance(cc, dict):
-        return ""
-    if cc.get("text"):
-        return str(cc["text"])
-    for c in cc.get("coding", []):
-        if c.get("display") or c.get("code"):
-            return str(c.get("display") or c.get("code"))
-    return ""
-
-
-def human_name(resource: dict[str, Any]) -> str:
-    """Display name of a Patient, Practitioner, RelatedPerson or Organization."""
-    if isinstance(resource.get("name"), str):
-        return str(resource["name"])
-    for name in resource.get("name", []) or []:
-        text = name.get("text") or " ".join([*name.get("prefix", []), *name.get("given", []),
-                                             name.get("family", "")]).strip()
-        if text:
-            return str(text)
-    return ""
-
-
 def parse_when(value: str | None) -> datetime | None:
     """A FHIR date/dateTime/instant as a datetime (naive dates at midnight), None when absent or bad."""
     if not value:

@@ -6,10 +6,11 @@ from datetime import UTC
 from typing import Any
 
 from fhir_server.access import AccessContext
+from fhir_server.display import concept_text
 from fhir_server.service import FhirService
 
 from . import charts
-from .fhir_data import concept_text, day, parse_when, search_all
+from .fhir_data import day, parse_when, search_all
 
 LOINC = "http://loinc.org"
 # v3 ObservationInterpretation codes -> (short flag, words shown beside it)

@@ -12,12 +12,13 @@ from flask import Blueprint, Flask, current_app, redirect, render_template, requ
 from werkzeug.exceptions import HTTPException
 
 from fhir_server.access import AccessContext
+from fhir_server.display import human_name
 from fhir_server.errors import FhirError
 from fhir_server.service import FhirService
 from smart_auth.accounts import session as auth
 
 from . import access_log
-from .fhir_data import PortalError, human_name
+from .fhir_data import PortalError
 
 bp = Blueprint("portal", __name__, template_folder="templates", static_folder="static",
                static_url_path="/static/portal")
