@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 # Modules that add sub-commands: each has register(subparsers) and sets func(args) -> int.
 COMMAND_MODULES = ["carespace.commands_core", "carespace.commands_accounts", "carespace.commands_smart",

@@ -15,8 +15,9 @@ def app_and_engine() -> tuple[Any, Any]:
 
 
 def _upgrade(args: argparse.Namespace) -> int:
-    from . import db
     from sqlalchemy.exc import SQLAlchemyError
+
+    from . import db
     _, engine = app_and_engine()
     try:
         created = db.upgrade(engine)

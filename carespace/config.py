@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 DEFAULT_MAIL_FROM = "CareSpace <no-reply@localhost>"

@@ -5,8 +5,9 @@ import json
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, TextIO
+from typing import Any, TextIO
 
 from fhir_server.access import AccessContext
 from fhir_server.errors import FhirError

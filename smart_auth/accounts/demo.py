@@ -43,7 +43,7 @@ def _conditional(fhir: Any, resource: dict[str, Any], key: str) -> tuple[str, bo
 
 def _labs(fhir: Any, patient_id: str) -> None:
     """A few lab results when the portal's demo_clinical module is not there."""
-    labs = [("2345-7", "Glucose [Mass/volume] in Serum or Plasma", "mg/dL", [92, 104, 97]),
+    labs: list[tuple[str, str, str, list[float]]] = [("2345-7", "Glucose [Mass/volume] in Serum or Plasma", "mg/dL", [92, 104, 97]),
             ("718-7", "Hemoglobin [Mass/volume] in Blood", "g/dL", [14.1, 13.2, 13.8])]
     today = dt.date.today()
     for code, name, unit, values in labs:

@@ -86,8 +86,8 @@ class Invitations(Recovery):
             if not (email and birth_date and name and name.strip()):
                 raise InputError("give --patient-id ID, or --email, --birth-date and --name together")
             email, birth_date, name = normalize_email(email), check_date(birth_date), name.strip()
-            with self.fhir.sessions() as dbs:
-                user = self.user_by_email(dbs, email)
+            with self.fhir.sessions() as lookup:
+                user = self.user_by_email(lookup, email)
             if user is not None and (user.fhir_user or "").startswith("Patient/"):
                 patient_id = (user.fhir_user or "").split("/", 1)[1]
             else:

@@ -225,6 +225,7 @@ def revoke_access(access_id: int) -> Any:
 @auth.login_required
 def account() -> Any:
     user = auth.current_user()
+    assert user is not None  # login_required
     secret = session.get("totp_setup")
     return _page("account", enabled=bool(user.totp_secret), secret=secret,
                  uri=security.totp_uri(secret, user.email) if secret else None)
@@ -241,6 +242,7 @@ def totp_setup() -> Any:
 @auth.login_required
 def totp_enable() -> Any:
     user = auth.current_user()
+    assert user is not None  # login_required
     secret = session.get("totp_setup")
     if not secret:
         return redirect("/account")
@@ -258,6 +260,7 @@ def totp_enable() -> Any:
 @auth.login_required
 def totp_disable() -> Any:
     user = auth.current_user()
+    assert user is not None  # login_required
     try:
         svc().disable_totp(user.id, request.form.get("password", ""))
     except InputError as err:
