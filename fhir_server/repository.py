@@ -5,7 +5,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import text as sql_text
 from sqlalchemy.orm import Session
 
 from .dates import instant_of, now_instant
@@ -13,6 +14,10 @@ from .indexing import Extractor, compartment_rows
 from .models import INDEX_TABLES, CompartmentIndex, ResourceRow, ResourceVersion, UriIndex
 
 _BUFFER_KEY = "fhir_index_buffer"
+_VERSIONS_KEY = "fhir_version_buffer"
+_PKS_KEY = "fhir_pk_block"
+_PK_BLOCK_MAX = 256
+_PG_NEXTVALS = sql_text("SELECT nextval(pg_get_serial_sequence('fhir_resource', 'pk')) FROM generate_series(1, :n)")
 
 
 def dumps(resource: dict[str, Any]) -> str:
@@ -40,6 +45,7 @@ class Repository:
         return None if row is None else (row[0], row[1], row[2], row[3], row[4])
 
     def version(self, rtype: str, fhir_id: str, version: int) -> ResourceVersion | None:
+        self.flush_index()  # version rows of this unit of work are buffered until then
         return self.s.execute(select(ResourceVersion).where(
             ResourceVersion.res_type == rtype, ResourceVersion.fhir_id == fhir_id,
             ResourceVersion.version == version)).scalar_one_or_none()
@@ -81,10 +87,11 @@ class Repository:
         text = dumps(resource)
         rtype, fid = resource["resourceType"], resource["id"]
         if current is None:
-            row = ResourceRow(res_type=rtype, fhir_id=fid, version=version, updated_ms=ms, last_updated=instant,
-                              deleted=False, text=text)
+            row = ResourceRow(pk=self._new_pk(), res_type=rtype, fhir_id=fid, version=version, updated_ms=ms,
+                              last_updated=instant, deleted=False, text=text)
             self.s.add(row)
-            self.s.flush()
+            if row.pk is None:
+                self.s.flush()  # no block allocation here: let the database number the row now
         else:
             row = current
             row.version, row.updated_ms, row.last_updated, row.deleted, row.text = version, ms, instant, False, text
@@ -104,10 +111,34 @@ class Repository:
         self._add_version(row, "DELETE", None)
         self.drop_index(row.pk)
 
+    def _new_pk(self) -> int | None:
+        """A primary key for a new fhir_resource row from a block reserved in this transaction.
+
+        Lets the new rows of a transaction insert in one batch at flush instead of one round trip each
+        to learn their keys. PostgreSQL reserves values of the serial sequence; SQLite continues from
+        MAX(pk) only in write units (BEGIN IMMEDIATE holds the write lock, so nobody else inserts).
+        None (the database assigns it at flush) in a SQLite read unit.
+        """
+        block: list[int] = self.s.info.setdefault(_PKS_KEY, [])
+        if not block:
+            conn = self.s.connection()
+            size = min(_PK_BLOCK_MAX, 2 ** self.s.info.get("fhir_pk_blocks", 0))
+            self.s.info["fhir_pk_blocks"] = self.s.info.get("fhir_pk_blocks", 0) + 1
+            if conn.dialect.name == "postgresql":
+                block.extend(int(v) for v in conn.execute(_PG_NEXTVALS, {"n": size}).scalars())
+            elif conn.get_execution_options().get("write"):
+                self.s.flush()  # rows numbered by the database so far count in MAX(pk)
+                top = int(conn.execute(select(func.coalesce(func.max(ResourceRow.pk), 0))).scalar_one())
+                block.extend(range(top + 1, top + 1 + _PK_BLOCK_MAX))
+            else:
+                return None
+        return block.pop(0)
+
     def _add_version(self, row: ResourceRow, method: str, text: str | None) -> None:
-        self.s.execute(insert(ResourceVersion), [{
+        """Buffer the version row; flush_index writes all of a unit's versions in one executemany."""
+        self.s.info.setdefault(_VERSIONS_KEY, []).append({
             "res_pk": row.pk, "res_type": row.res_type, "fhir_id": row.fhir_id, "version": row.version,
-            "updated_ms": row.updated_ms, "last_updated": row.last_updated, "method": method, "text": text}])
+            "updated_ms": row.updated_ms, "last_updated": row.last_updated, "method": method, "text": text})
 
     def _index(self, pk: int, resource: dict[str, Any]) -> None:
         rows = self.extractor.rows(resource)
@@ -129,12 +160,20 @@ class Repository:
             self.s.execute(delete(table).where(table.res_pk == pk))
 
     def flush_index(self) -> None:
-        """Write buffered index rows (executemany); call before searching and before commit."""
+        """Write pending resource rows, then buffered version and index rows; call before searching and commit.
+
+        render_nulls keeps every row's keys identical, so each table is one executemany (the ORM otherwise
+        leaves out None values and splits the batch wherever the set of keys changes).
+        """
+        self.s.flush()
+        versions: list[dict[str, Any]] = self.s.info.pop(_VERSIONS_KEY, [])
+        if versions:
+            self.s.execute(insert(ResourceVersion).execution_options(render_nulls=True), versions)
         buf: dict[str, list[dict[str, Any]]] = self.s.info.pop(_BUFFER_KEY, {})
         for kind, items in buf.items():
             if items:
                 table = CompartmentIndex if kind == "compartment" else INDEX_TABLES[kind]
-                self.s.execute(insert(table), items)
+                self.s.execute(insert(table).execution_options(render_nulls=True), items)
 
     def bump(self, row: ResourceRow, **values: Any) -> None:
         self.s.execute(update(ResourceRow).where(ResourceRow.pk == row.pk).values(**values))
