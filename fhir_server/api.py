@@ -4,7 +4,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Flask, Response, current_app, request
+from flask.sessions import SecureCookieSessionInterface, SessionMixin
 from werkzeug.exceptions import HTTPException
 
 from .access import AccessContext
@@ -193,7 +194,19 @@ def _history(rtype: str | None, fid: str | None) -> Response:
     return fhir_response(history_bundle(base(), rows, links, None))
 
 
+class _NoCookieSessionForApi(SecureCookieSessionInterface):
+    """Flask's cookie session, except under /fhir: the API authenticates by token and never uses it,
+    so it skips verifying and re-signing the cookie (a measurable part of a read by id)."""
+
+    def open_session(self, app: Flask, request: Any) -> SessionMixin | None:
+        if request.path == bp.url_prefix or request.path.startswith(f"{bp.url_prefix}/"):
+            return self.make_null_session(app)
+        return super().open_session(app, request)
+
+
 def register(app: Any, resolver: AccessResolver) -> None:
     """Attach the blueprint; `resolver` turns the current request into an AccessContext."""
     app.extensions["fhir_access_resolver"] = resolver
+    if type(app.session_interface) is SecureCookieSessionInterface:
+        app.session_interface = _NoCookieSessionForApi()
     app.register_blueprint(bp)
