@@ -5,7 +5,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, request
-from flask.sessions import SecureCookieSessionInterface, SessionMixin
+from flask.sessions import SecureCookieSessionInterface
 from werkzeug.exceptions import HTTPException
 
 from .access import AccessContext
@@ -164,7 +164,7 @@ def patient_everything(fid: str) -> Response:
     if count and not count.isdigit():
         raise BadRequest(f"_count must be a non-negative integer, not {count!r}", expression=["_count"])
     req = EverythingRequest(fid, a.get("start"), a.get("end"), a.get("_since"),
-                            a.get("_type").split(",") if a.get("_type") else None,
+                            (a.get("_type") or "").split(",") if a.get("_type") else None,
                             max(1, min(int(count), 5000)) if count else 1000, a.get("_cursor"))
     page = everything(svc(), ctx(), req)
     links = page_links(f"{base()}/Patient/{fid}/$everything", list(a.items(multi=True)), page.next_cursor, None)
@@ -198,7 +198,7 @@ class _NoCookieSessionForApi(SecureCookieSessionInterface):
     """Flask's cookie session, except under /fhir: the API authenticates by token and never uses it,
     so it skips verifying and re-signing the cookie (a measurable part of a read by id)."""
 
-    def open_session(self, app: Flask, request: Any) -> SessionMixin | None:
+    def open_session(self, app: Flask, request: Any) -> Any:
         if request.path == bp.url_prefix or request.path.startswith(f"{bp.url_prefix}/"):
             return self.make_null_session(app)
         return super().open_session(app, request)

@@ -90,7 +90,7 @@ def everything(svc: "FhirService", ctx: AccessContext, req: EverythingRequest) -
             if (t, i) in seen or not _visible(svc, repo, ctx, t, i, pk):
                 continue
             seen.add((t, i))
-            page.entries.append((t, i, text))
+            page.entries.append((t, i, text or ""))
         ex = SearchExecutor(repo.s, svc.builder, svc.codec)
         sources = [row[0] for row in rows]
         if req.types:  # members of unlisted types in this page's key window may refer to listed ones

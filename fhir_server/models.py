@@ -1,6 +1,8 @@
 """Tables of the FHIR store: current resources, every version, and HAPI-style search indexes."""
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import BigInteger, Boolean, Float, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -158,7 +160,7 @@ class CompartmentIndex(Base):
                       Index("ix_fhir_idx_comp_res", "res_pk"))
 
 
-INDEX_TABLES = {
+INDEX_TABLES: dict[str, Any] = {
     "token": TokenIndex, "string": StringIndex, "date": DateIndex, "reference": ReferenceIndex,
     "quantity": QuantityIndex, "number": NumberIndex, "uri": UriIndex,
 }

@@ -84,7 +84,7 @@ class Repository:
             for pk, rtype, fid, text in self.s.execute(
                     select(ResourceRow.pk, ResourceRow.res_type, ResourceRow.fhir_id, ResourceRow.text)
                     .where(ResourceRow.pk.in_(chunk), ResourceRow.deleted.is_(False))):
-                out[pk] = (rtype, fid, text)
+                out[pk] = (rtype, fid, text or "")
         return out
 
     def in_compartment(self, pk: int, patient_ids: frozenset[str]) -> bool:

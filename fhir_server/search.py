@@ -121,7 +121,7 @@ class SearchExecutor:
         order.append(ResourceRow.pk.desc() if backwards else ResourceRow.pk.asc())
         cols = [ResourceRow.pk, ResourceRow.res_type, ResourceRow.fhir_id, ResourceRow.text] + [
             expr for (expr, _), _ in keys]
-        rows = self.s.execute(select(*cols).where(*where).order_by(*order).limit(req.count + 1)).all()
+        rows = list(self.s.execute(select(*cols).where(*where).order_by(*order).limit(req.count + 1)).all())
         more = len(rows) > req.count
         rows = rows[:req.count]
         if backwards:
@@ -169,7 +169,7 @@ class SearchExecutor:
             q = q.where(ReferenceIndex.param == param)
         if target:
             q = q.where(ReferenceIndex.target_type == target)
-        return [(t, i) for t, i in self.s.execute(q.distinct()) if t]
+        return [(t, i) for t, i in self.s.execute(q.distinct()) if t and i]
 
     def referencing(self, source: str, param: str, targets: list[tuple[str, str]]) -> list[int]:
         """pks of `source` resources ('*': any type) whose `param` points at one of `targets`."""
@@ -193,9 +193,9 @@ class SearchExecutor:
         for t, i in refs:
             by_type.setdefault(t, []).append(i)
         for t, ids in by_type.items():
-            for i in range(0, len(ids), 500):
+            for start in range(0, len(ids), 500):
                 q = select(ResourceRow.pk, ResourceRow.res_type, ResourceRow.fhir_id, ResourceRow.text).where(
-                    ResourceRow.res_type == t, ResourceRow.fhir_id.in_(ids[i:i + 500]),
+                    ResourceRow.res_type == t, ResourceRow.fhir_id.in_(ids[start:start + 500]),
                     ResourceRow.deleted.is_(False))
-                out += [(r[0], r[1], r[2], r[3]) for r in self.s.execute(q)]
+                out += [(r[0], r[1], r[2], r[3] or "") for r in self.s.execute(q)]
         return out
