@@ -18,7 +18,6 @@ PACKAGE_MODULES = ["carespace.csrf", "carespace.mailer", "smart_auth.accounts.vi
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Build the WSGI app; nothing connects or writes until a request or command needs it."""
     from fhir_server import api as fhir_api
-    from fhir_server.access import AccessContext
     from fhir_server.audit import AuditLog
     from fhir_server.capability import capability_statement
     from fhir_server.service import FhirService
@@ -50,7 +49,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     app.extensions["capability_statement"] = lambda: capability_statement(
         cfg["FHIR_BASE_URL"], __version__, _security)
-    fhir_api.register(app, cfg.get("FHIR_ACCESS_RESOLVER") or (lambda: AccessContext.system("open")))
+    fhir_api.register(app, cfg.get("FHIR_ACCESS_RESOLVER") or _no_authorization_server)
 
     for name in PACKAGE_MODULES:
         importlib.import_module(name).init_app(app)
@@ -69,16 +68,19 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     return app
 
 
+def _no_authorization_server() -> Any:
+    """Fail closed: until the SMART package installs its token resolver, nobody reaches the FHIR API."""
+    from fhir_server.errors import Unauthorized
+    raise Unauthorized("No authorization server is configured")
+
+
 def _patient_name(fhir: Any, patient_id: str) -> str:
     """A patient's display name ("Given Family") for menus and banners."""
     from fhir_server.access import AccessContext
+    from fhir_server.display import human_name
     from fhir_server.errors import FhirError
     try:
         res = fhir.read(AccessContext.system("portal"), "Patient", patient_id).json()
     except FhirError:
         return patient_id
-    for name in res.get("name", []):
-        text = name.get("text") or " ".join([*name.get("given", []), name.get("family", "")]).strip()
-        if text:
-            return str(text)
-    return patient_id
+    return human_name(res, with_prefix=False) or patient_id

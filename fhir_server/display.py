@@ -21,13 +21,13 @@ def concept_text(value: Any) -> str:
     return ""
 
 
-def human_name(resource: dict[str, Any]) -> str:
+def human_name(resource: dict[str, Any], with_prefix: bool = True) -> str:
     """Display name of a Patient, Practitioner, RelatedPerson or Organization ("Dr. Maya Chen")."""
     if isinstance(resource.get("name"), str):
         return str(resource["name"])
     for name in resource.get("name", []) or []:
-        text = name.get("text") or " ".join([*name.get("prefix", []), *name.get("given", []),
-                                             name.get("family", "")]).strip()
+        prefix = name.get("prefix", []) if with_prefix else []
+        text = name.get("text") or " ".join([*prefix, *name.get("given", []), name.get("family", "")]).strip()
         if text:
             return str(text)
     return ""

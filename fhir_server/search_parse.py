@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from .errors import BadRequest
 from .tables import resource_types, search_params
@@ -213,6 +212,3 @@ def prefix_of(value: str) -> tuple[str, str]:
         return value[:2], value[2:]
     return "eq", value
 
-
-def describe(criteria: list[Any]) -> Any:  # pragma: no cover - debugging aid
-    return [(c.name, c.modifier, c.values) for c in criteria]

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.postgres import Cluster, free_port
+from tests.support.postgres import Cluster, free_port, stop_process
 from tests.support.smtp import SmtpServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -136,12 +136,7 @@ class LiveServer:
         raise RuntimeError("server did not start: " + (self.folder / "server.log").read_text()[-3000:])
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        stop_process(self.proc)
 
 
 @pytest.fixture
