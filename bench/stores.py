@@ -35,7 +35,8 @@ class Store:
                 "SECRET_KEY": SECRET}
 
     def close(self) -> None:
-        self.engine.dispose()
+        from carespace import close_app
+        close_app(self.app)
 
 
 class Stores:

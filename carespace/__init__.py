@@ -38,6 +38,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["fhir_service"] = fhir
     audit = AuditLog(fhir)
     fhir.audit = audit.access
+    fhir.settle = audit.flush
     app.extensions["audit_log"] = audit
     app.extensions["patient_name_lookup"] = lambda pid: _patient_name(fhir, pid)
     security_hooks: list[Any] = []
@@ -66,6 +67,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         return {"status": "ok"}
 
     return app
+
+
+def close_app(app: Flask) -> None:
+    """Write the queued AuditEvents and close the database connections (tests, embedding programs)."""
+    app.extensions["audit_log"].flush()
+    app.extensions["carespace.engine"].dispose()
 
 
 def _no_authorization_server() -> Any:

@@ -31,7 +31,13 @@ def _serve(args: argparse.Namespace) -> int:
     from . import db
     app, engine = app_and_engine()
     db.upgrade(engine)
+    import signal
+
     import waitress
+
+    def _stop(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)  # exit through atexit, which writes the queued AuditEvents
+    signal.signal(signal.SIGTERM, _stop)
     print(f"CareSpace serving on http://{args.host}:{args.port} (base URL {app.config['BASE_URL']})", flush=True)
     waitress.serve(app, host=args.host, port=args.port, threads=args.threads, ident="CareSpace",
                    max_request_body_size=64 * 1024 * 1024)

@@ -1,11 +1,16 @@
 """AuditEvent recording: every access by a person or app, and every security event, as FHIR AuditEvent.
 
-Audit rows are written in their own short transaction so that a failed request is still audited.
+Audit rows are written in their own transactions (never the request's), so a failed request is still audited.
 """
 from __future__ import annotations
 
+import atexit
+import json
 import logging
+import threading
 import uuid
+import weakref
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from .access import AccessContext
@@ -64,23 +69,101 @@ def audit_event(*, action: str, subtype: str, agent_ref: str | None, agent_displ
 
 
 class AuditLog:
-    """Writes AuditEvents through the FHIR store (trusted), never failing the caller's request."""
+    """Writes AuditEvents through the FHIR store (trusted), never failing the caller's request.
 
-    def __init__(self, svc: "FhirService") -> None:
+    Security events (`record`) are written at once, each in its own transaction. Access events (`access`, one
+    per interaction of a person or app) are queued and written in batches by a background thread, so a read
+    never waits for a write transaction; whoever reads AuditEvents calls `flush()` first (FhirService does,
+    through its `settle` hook), and pending events are flushed at interpreter exit.
+    """
+
+    def __init__(self, svc: "FhirService", batch: int = 200, linger: float = 0.05, idle: float = 2.0) -> None:
         self.svc = svc
+        self.batch, self.linger, self.idle = batch, linger, idle
+        self._queue: deque[dict[str, Any]] = deque()
+        self._cond = threading.Condition()
+        self._queued = 0  # events ever queued
+        self._done = 0  # events written (or given up on after logging them)
+        self._urgent = False
+        self._thread: threading.Thread | None = None
+        _LIVE.add(self)
 
     def record(self, event: dict[str, Any]) -> None:
+        """Write one event now, in its own transaction (security events: logins, token decisions)."""
+        self._write([event])
+
+    def enqueue(self, event: dict[str, Any]) -> None:
+        """Queue one event for the background writer (started on first use, it stops when idle)."""
+        with self._cond:
+            self._queue.append(event)
+            self._queued += 1
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="carespace-audit", daemon=True)
+                self._thread.start()
+            elif len(self._queue) >= self.batch:
+                self._cond.notify_all()
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Wait until every event queued so far is in the database; False if that took over `timeout`."""
+        with self._cond:
+            target = self._queued
+            if self._done >= target:
+                return True
+            self._urgent = True
+            self._cond.notify_all()
+            return self._cond.wait_for(lambda: self._done >= target, timeout)
+
+    @property
+    def pending(self) -> int:
+        return self._queued - self._done
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                if not self._cond.wait_for(lambda: bool(self._queue), self.idle):
+                    self._thread = None  # idle: stop; the next enqueue starts a new writer
+                    return
+                self._cond.wait_for(lambda: self._urgent or len(self._queue) >= self.batch, self.linger)
+                events = [self._queue.popleft() for _ in range(min(self.batch, len(self._queue)))]
+                if not self._queue:
+                    self._urgent = False
+            try:
+                self._write(events)
+            finally:
+                with self._cond:
+                    self._done += len(events)
+                    self._cond.notify_all()
+
+    def _write(self, events: list[dict[str, Any]]) -> None:
+        """All events in one transaction; if that fails, each on its own so one bad event loses no others."""
         try:
             with self.svc.unit(write=True) as repo:
-                event = dict(event, id=str(uuid.uuid4()))
-                repo.write(event, None, "POST")
+                for event in events:
+                    repo.write(dict(event, id=str(uuid.uuid4())), None, "POST")
+            return
         except Exception:  # noqa: BLE001 - auditing must not break the audited action; it is logged instead
-            log.exception("could not record AuditEvent %s", event.get("subtype"))
+            if len(events) == 1:
+                log.exception("could not record AuditEvent %s: %s", events[0].get("subtype"), json.dumps(events[0]))
+                return
+        for event in events:
+            self._write([event])
 
     def access(self, ctx: AccessContext, action: str, rtype: str, refs: list[str], ok: bool) -> None:
-        """FhirService hook: one AuditEvent per interaction of a person or app."""
+        """FhirService hook: one AuditEvent per interaction of a person or app (queued)."""
         patients = sorted(ctx.patient_ids) if ctx.patient_ids else [
             r.split("/", 1)[1] for r in refs if r.startswith("Patient/")][:1]
-        self.record(audit_event(action=action, subtype=action, agent_ref=ctx.user,
-                                agent_display=ctx.label or ctx.user or "app", patient_id=patients[0] if patients else None,
-                                entities=refs, ok=ok, client_id=ctx.client_id))
+        self.enqueue(audit_event(action=action, subtype=action, agent_ref=ctx.user,
+                                 agent_display=ctx.label or ctx.user or "app",
+                                 patient_id=patients[0] if patients else None, entities=refs, ok=ok,
+                                 client_id=ctx.client_id))
+
+
+_LIVE: weakref.WeakSet[AuditLog] = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_all() -> None:
+    """Queued access events are written before the process ends (a clean shutdown loses none)."""
+    for audit_log in list(_LIVE):
+        if audit_log.pending and not audit_log.flush(timeout=10):
+            log.error("%d AuditEvents were not written before exit", audit_log.pending)

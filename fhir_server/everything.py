@@ -53,6 +53,8 @@ def everything(svc: "FhirService", ctx: AccessContext, req: EverythingRequest) -
     if unknown:
         raise BadRequest(f"_type names unknown resource types: {', '.join(unknown)}", expression=["_type"])
     svc.read(ctx, "Patient", req.patient_id)  # 404/410/403 exactly as a read would
+    if not req.types or "AuditEvent" in req.types:
+        svc.settle_audit("AuditEvent")
     lo, hi = _bound(req.start, "start", False), _bound(req.end, "end", True)
     since = _bound(req.since, "_since", False)
     c, r = CompartmentIndex, ResourceRow

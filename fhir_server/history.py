@@ -20,6 +20,7 @@ def history(svc: "FhirService", ctx: AccessContext, rtype: str | None, fid: str 
     if count and not count.isdigit():
         raise BadRequest(f"_count must be a non-negative integer, not {count!r}", expression=["_count"])
     limit = max(1, min(int(count), 1000)) if count else 50
+    svc.settle_audit(rtype)
     v = ResourceVersion
     q = select(v)
     if rtype and fid:

@@ -62,6 +62,7 @@ class FhirService:
         self.builder = ConditionBuilder(self.base_url)
         self.codec = CursorCodec(secret)
         self.audit = audit
+        self.settle: Callable[[], object] | None = None  # writes queued AuditEvents (AuditLog.flush)
 
     @contextmanager
     def unit(self, write: bool = False) -> Iterator[Repository]:
@@ -80,6 +81,14 @@ class FhirService:
     def _audit(self, ctx: AccessContext, action: str, rtype: str, refs: list[str], ok: bool = True) -> None:
         if self.audit is not None and not ctx.trusted:
             self.audit(ctx, action, rtype, refs, ok)
+
+    def settle_audit(self, rtype: str | None, items: Iterable[tuple[str, str]] = ()) -> None:
+        """Before AuditEvents are read (by type, across types or included), the queued ones are written."""
+        if self.settle is None:
+            return
+        if rtype in (None, "AuditEvent") or any(
+                "AuditEvent" in v for k, v in items if k.startswith(("_include", "_revinclude", "_has"))):
+            self.settle()
 
     # ---- access ----
     def _check_visible(self, repo: Repository, ctx: AccessContext, rtype: str, fid: str, pk: int,
@@ -113,6 +122,8 @@ class FhirService:
     # ---- read ----
     def read(self, ctx: AccessContext, rtype: str, fid: str) -> Stored:
         self._check_type(rtype, fid)
+        if rtype == "AuditEvent":
+            self.settle_audit(rtype)
         grants = ctx.require(rtype, "read")
         if ctx.compartment_limit(rtype, grants) is None and not ctx.filters(grants):
             # nothing to check in the database: one statement, no unit of work
@@ -136,6 +147,8 @@ class FhirService:
 
     def vread(self, ctx: AccessContext, rtype: str, fid: str, vid: str) -> Stored:
         self._check_type(rtype, fid)
+        if rtype == "AuditEvent":
+            self.settle_audit(rtype)
         if not vid.isdigit() or len(vid) > 9:
             raise NotFound(f"Version {vid!r} of {rtype}/{fid} is not known")
         with self.unit() as repo:
@@ -304,7 +317,9 @@ class FhirService:
                strict: bool = False) -> tuple[SearchRequest, SearchPage]:
         if rtype is not None:
             self._check_type(rtype)
-        req = parse(rtype, list(items), strict=strict)
+        items = list(items)
+        self.settle_audit(rtype, items)
+        req = parse(rtype, items, strict=strict)
         types = None
         if rtype is None:
             types = [t for k, v in items if k == "_type" for t in v.split(",")] or None  # type: ignore[misc]

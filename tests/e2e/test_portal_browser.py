@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from carespace import close_app
 from carespace.demo_clinical import add_clinical_demo
 from tests.conftest import ARTIFACTS, ROOT, SYNTHEA, LiveServer, make_app
 from tests.support import portal_data as pd
@@ -50,7 +51,7 @@ def portal(tmp_path_factory: pytest.TempPathFactory, smtp_server: Any) -> Iterat
     server.start()
     yield {"server": server, "url": server.url, "app": app, "svc": svc, "pid": pid, "uid": uid, "email": email}
     server.stop()
-    app.extensions["carespace.engine"].dispose()
+    close_app(app)
 
 
 @pytest.fixture(params=["desktop", "phone"])

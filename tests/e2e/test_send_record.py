@@ -18,6 +18,7 @@ import requests
 from fhirclient.models.bundle import Bundle
 from jwcrypto import jwa, jwe, jwk
 
+from carespace import close_app
 from tests.conftest import make_app, synthea_files
 from tests.functional.test_bundles_synthea import expected
 from tests.support import synthea as sy
@@ -58,7 +59,7 @@ def world(live_server: Any) -> dict[str, Any]:
         s.flush()
         s.add(PatientAccess(user_id=user.id, patient_id=pid, relationship="self", status="active"))
     yield {"app": app, "pid": pid, "birth": birth, "p": p}
-    app.extensions["carespace.engine"].dispose()
+    close_app(app)
 
 
 def sign_in(page: Any, base: str, birth: str) -> None:

@@ -12,6 +12,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 import requests
 
+from carespace import close_app
+
 pytestmark = pytest.mark.e2e
 REDIRECT = "https://app.example.org/callback"
 LAUNCH = "https://app.example.org/launch"
@@ -36,7 +38,7 @@ def _seed(live: Any) -> str:
         s.flush()
         s.add(PatientAccess(user_id=user.id, patient_id=pid, relationship="self", status="active"))
         s.commit()
-    app.extensions["carespace.engine"].dispose()
+    close_app(app)
     return str(pid)
 
 

@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 import requests
 
+from carespace import close_app
+
 pytestmark = pytest.mark.e2e
 
 SYNTHEA = Path(__file__).resolve().parents[2].parent / "shared" / "synthea"
@@ -38,7 +40,7 @@ def _seed(live: Any) -> tuple[str, str]:
         s.flush()
         s.add(PatientAccess(user_id=user.id, patient_id=pid, relationship="self", status="active"))
         s.commit()
-    app.extensions["carespace.engine"].dispose()
+    close_app(app)
     return pid, f"{email}|{birth}"
 
 
