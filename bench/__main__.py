@@ -71,7 +71,10 @@ def run_backend(backend: str, plan: Plan, rng: random.Random) -> dict[str, Any]:
             log(f"{backend}: $everything {out['everything']['http']['median_ms']:.1f} ms over HTTP")
             out["read"] = read_vs_floor(client, read_ids(main.engine, rng, plan.reads), rng)
             log(f"{backend}: read {out['read']['full']['median_ms']:.2f} ms (trusted "
-                f"{out['read']['trusted']['median_ms']:.2f} ms) vs floor {out['read']['floor']['median_ms']:.2f} ms")
+                f"{out['read']['trusted']['median_ms']:.2f} ms) vs floor {out['read']['floor']['median_ms']:.2f} ms"
+                f" = {out['read']['ratio_full']:.2f}x (trusted {out['read']['ratio_trusted']:.2f}x)")
+            if plan.mode == "read":
+                return out
             patients: list[str] = []
             out["search"] = []
             for size in plan.sizes:
@@ -96,10 +99,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="10k and 100k only, fewer repetitions")
     parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
+    parser.add_argument("--read", action="store_true",
+                        help="only import and read by id against the floor (a quick check while tuning reads)")
     parser.add_argument("--seed", type=int, default=12)
     args = parser.parse_args(argv)
-    plan = (Plan("quick", QUICK_SIZES, 1, 500, 20, 10) if args.quick
-            else Plan("full", FULL_SIZES, 3, 2000, 50, 30))
+    plan = (Plan("read", [], 1, 2000, 0, 3) if args.read else Plan("quick", QUICK_SIZES, 1, 500, 20, 10)
+            if args.quick else Plan("full", FULL_SIZES, 3, 2000, 50, 30))
     backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
     started = time.time()
     results: dict[str, Any] = {"mode": plan.mode, "machine": machine.describe(),
@@ -111,6 +116,11 @@ def main(argv: list[str] | None = None) -> int:
     results["minutes"] = round((time.time() - started) / 60, 1)
     results["load"] = [min(LOADS), statistics.median(LOADS), max(LOADS)]
     path = report.write_json(results)
+    if plan.mode == "read":
+        print("\n".join(f"{r['backend']}: read full {r['read']['full']['median_ms']:.2f} ms, trusted "
+                        f"{r['read']['trusted']['median_ms']:.2f} ms, floor {r['read']['floor']['median_ms']:.2f} ms:"
+                        f" {r['read']['ratio_full']:.2f}x / {r['read']['ratio_trusted']:.2f}x" for r in results["backends"]))
+        return 0
     print("\n".join(report.tables(results) + [""] + report.targets(results)))
     print(f"\nraw figures: {path.relative_to(report.ROOT)}")
     if plan.mode == "full" and args.backend == "both":

@@ -60,9 +60,10 @@ def dispatcher(config: dict[str, Any]) -> Callable[..., Iterable[bytes]]:
     access context (no token, no audit), to separate the FHIR layer's cost; /floor/...: the floor."""
     from carespace import create_app
     from fhir_server.access import AccessContext
+    from fhir_server.fastpath import HeaderResolver
     app = create_app(config)
     trusted_ctx = AccessContext.system("bench")
-    trusted = create_app({**config, "FHIR_ACCESS_RESOLVER": lambda: trusted_ctx})
+    trusted = create_app({**config, "FHIR_ACCESS_RESOLVER": HeaderResolver(lambda _header: trusted_ctx)})
     floor = floor_app(app.extensions["carespace.engine"])
 
     def dispatch(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:

@@ -12,6 +12,7 @@ from .access import AccessContext
 from .bundle_text import history_bundle, search_bundle, shape
 from .errors import BadRequest, FhirError, MethodNotAllowed, NotFound, outcome
 from .everything import EverythingRequest, everything
+from .fastpath import ReadFastPath
 from .history import history
 from .http import error_response, fhir_response, form_items, json_body, page_links, prefer, resource_response
 from .service import FhirService
@@ -210,3 +211,4 @@ def register(app: Any, resolver: AccessResolver) -> None:
     if type(app.session_interface) is SecureCookieSessionInterface:
         app.session_interface = _NoCookieSessionForApi()
     app.register_blueprint(bp)
+    app.wsgi_app = ReadFastPath(app)  # type: ignore[method-assign]

@@ -16,7 +16,7 @@ from .service import Stored
 FHIR_JSON = "application/fhir+json; charset=utf-8"
 MAX_BODY = 32 * 1024 * 1024
 _JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fhir")
-_last_modified = lru_cache(maxsize=4096)(http_date)  # a stored instant's header text never changes
+last_modified = lru_cache(maxsize=4096)(http_date)  # a stored instant's header text never changes
 
 
 def body_limit(req: Request) -> int:
@@ -76,7 +76,7 @@ def fhir_response(body: str | dict[str, Any] | None, status: int = 200, headers:
 def resource_response(st: Stored, base: str, status: int = 200, created: bool = False) -> Response:
     """A resource with ETag / Last-Modified / Location, honouring Prefer: return=..."""
     loc = f"{base}/{st.resource_type}/{st.id}/_history/{st.version}"
-    headers = {"ETag": st.etag, "Last-Modified": _last_modified(st.last_updated)}
+    headers = {"ETag": st.etag, "Last-Modified": last_modified(st.last_updated)}
     if created or status == 201 or request.method in ("PUT", "POST"):
         headers["Location"] = loc
         if request.method == "POST" and created:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from carespace import close_app
 from tests.support.postgres import Cluster, free_port, stop_process
 from tests.support.smtp import SmtpServer
 
@@ -61,7 +62,7 @@ def app(backend: str, pg_cluster: Cluster | None, tmp_path: Path) -> Iterator[An
     """A fresh app and empty database on each backend."""
     application = make_app(_new_db_url(backend, pg_cluster, tmp_path), tmp_path / "instance")
     yield application
-    application.extensions["carespace.engine"].dispose()
+    close_app(application)
 
 
 @pytest.fixture
@@ -91,7 +92,7 @@ def synthea_app(request: pytest.FixtureRequest, pg_cluster: Cluster | None,
     application = make_app(_new_db_url(str(request.param), pg_cluster, folder), folder / "instance")
     run_import(application.extensions["fhir_service"], synthea_files(), out=open(os.devnull, "w"))
     yield application
-    application.extensions["carespace.engine"].dispose()
+    close_app(application)
 
 
 @pytest.fixture(scope="session")
@@ -198,7 +199,9 @@ def smart(app: Any, client: Any) -> Any:
 def trusted_client(application: Any) -> Any:
     """A test client whose FHIR calls run as the trusted system context (no SMART token needed)."""
     from fhir_server.access import AccessContext
-    application.extensions["fhir_access_resolver"] = lambda: AccessContext.system("tests")
+    from fhir_server.fastpath import HeaderResolver
+    ctx = AccessContext.system("tests")
+    application.extensions["fhir_access_resolver"] = HeaderResolver(lambda _header: ctx)  # plain reads: fast path
     return application.test_client()
 
 
@@ -221,7 +224,7 @@ def module_app(request: pytest.FixtureRequest, pg_cluster: Cluster | None,
     folder = tmp_path_factory.mktemp("module")
     application = make_app(_new_db_url(str(request.param), pg_cluster, folder), folder / "instance")
     yield application
-    application.extensions["carespace.engine"].dispose()
+    close_app(application)
 
 
 @pytest.fixture(scope="module")

@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import hashlib
 import time
+from typing import NamedTuple
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import Engine, bindparam, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+
+from fhir_server.repository import HotSelect
 
 from .models import AppGrant, AuthCode, EncounterContext, LaunchContext, OAuthClient, OAuthToken, UsedAssertion
 
@@ -36,6 +39,33 @@ def code(dbs: Session, value: str) -> AuthCode | None:
 
 def token_by_access(dbs: Session, value: str) -> OAuthToken | None:
     return dbs.execute(select(OAuthToken).where(OAuthToken.access_hash == digest(value))).scalar_one_or_none()
+
+
+# Built once: the FHIR API resolves a bearer token on every request.
+ACCESS_ROW = select(OAuthToken.revoked, OAuthToken.expires_at, OAuthToken.aud, OAuthToken.user_id,
+                    OAuthToken.patient_id, OAuthToken.app_grant_id, OAuthToken.scope, OAuthToken.fhir_user,
+                    OAuthToken.client_id).where(OAuthToken.access_hash == bindparam("h"))
+_HOT_ACCESS_ROW = HotSelect(ACCESS_ROW)
+
+
+class AccessRow(NamedTuple):
+    """The columns of a token that a bearer check needs."""
+
+    revoked: bool
+    expires_at: int
+    aud: str
+    user_id: int | None
+    patient_id: str | None
+    app_grant_id: int | None
+    scope: str
+    fhir_user: str | None
+    client_id: str
+
+
+def access_row(engine: Engine, value: str) -> AccessRow | None:
+    """One SELECT on a pooled connection, outside any ORM session (None when the token is unknown)."""
+    row = _HOT_ACCESS_ROW.first(engine, {"h": digest(value)})
+    return None if row is None else AccessRow(*row)
 
 
 def token_by_refresh(dbs: Session, value: str) -> OAuthToken | None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from fhir_server.access import AccessContext, parse_scope
@@ -87,7 +88,22 @@ def register_client(dbs: Session, *, name: str, redirect_uris: list[str], scope:
 
 def resolve_token(dbs: Session, token: str, fhir_base: str, patient_ids: PatientIds) -> AccessContext:
     """The AccessContext of a bearer token, or InvalidToken; also records the app's last use."""
-    row = repo.token_by_access(dbs, token)
+    row = dbs.execute(repo.ACCESS_ROW, {"h": repo.digest(token)}).first()
+    return _context(row, fhir_base, lambda: dbs, patient_ids)
+
+
+def resolve_bearer(engine: Engine, sessions: Callable[[], Session], token: str, fhir_base: str,
+                   patient_ids: PatientIds) -> AccessContext:
+    """resolve_token for the FHIR API: the token row in one Core SELECT; a session only for a person's token."""
+    row = repo.access_row(engine, token)
+    if row is None or row.user_id is None:
+        return _context(row, fhir_base, sessions, patient_ids)
+    with sessions() as dbs:
+        return _context(row, fhir_base, lambda: dbs, patient_ids)
+
+
+def _context(row: Any, fhir_base: str, session: Callable[[], Session], patient_ids: PatientIds) -> AccessContext:
+    """Check a token row (live, this server, person still allowed, app not revoked) and build its context."""
     t = repo.now()
     if row is None or row.revoked or row.expires_at <= t:
         raise InvalidToken("The access token is unknown, expired or revoked")
@@ -95,6 +111,7 @@ def resolve_token(dbs: Session, token: str, fhir_base: str, patient_ids: Patient
         raise InvalidToken("The access token was issued for another server")
     user_ids = None
     if row.user_id is not None:
+        dbs = session()
         user = dbs.get(User, row.user_id)
         if user is None or user.status != "active":
             raise InvalidToken("The person who authorized this app can no longer sign in")

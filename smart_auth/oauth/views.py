@@ -10,6 +10,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
 from fhir_server.access import AccessContext
 from fhir_server.errors import Unauthorized
+from fhir_server.fastpath import HeaderResolver
 from smart_auth.accounts.session import db
 
 from . import repository as repo
@@ -19,7 +20,7 @@ from .endpoints import Introspection, Registration, Revocation
 from .keys import ClientKeys, ServerKey
 from .models import AppGrant
 from .server import Hooks, SmartServer, build_server
-from .service import InvalidToken, active_patient_ids, resolve_token
+from .service import InvalidToken, active_patient_ids, resolve_bearer
 from .tokens import make_audit, make_save
 
 log = logging.getLogger("carespace.oauth")
@@ -101,11 +102,10 @@ def register() -> Response:
     return server().create_endpoint_response(Registration.ENDPOINT_NAME)  # type: ignore[no-any-return]
 
 
-def bearer_resolver(app: Flask) -> Any:
-    """The FHIR API's access resolver: the Bearer token of the current request, or 401."""
+def bearer_resolver(app: Flask) -> HeaderResolver:
+    """The FHIR API's access resolver: the Bearer token of the request, or 401 (a bad token is audited)."""
 
-    def resolve() -> AccessContext:
-        auth = request.headers.get("Authorization", "")
+    def from_header(auth: str) -> AccessContext:
         if not auth:
             raise Unauthorized("This FHIR server needs a SMART access token (Authorization: Bearer ...)",
                                headers={"WWW-Authenticate": REALM})
@@ -113,15 +113,18 @@ def bearer_resolver(app: Flask) -> Any:
         if scheme.lower() != "bearer" or not value.strip():
             raise Unauthorized("Send the access token as Authorization: Bearer <token>",
                                headers={"WWW-Authenticate": f'{REALM}, error="invalid_request"'})
-        with app.extensions["carespace.sessions"]() as dbs:
-            try:
-                return resolve_token(dbs, value.strip(), app.config["FHIR_BASE_URL"], active_patient_ids)
-            except InvalidToken as exc:
-                app.extensions["smart.hooks"].refused(None, f"FHIR API {request.method} {request.path}: {exc}")
-                raise Unauthorized(str(exc), headers={
-                    "WWW-Authenticate": f'{REALM}, error="invalid_token", error_description="{exc}"'}) from None
+        try:
+            return resolve_bearer(app.extensions["carespace.engine"], app.extensions["carespace.sessions"],
+                                  value.strip(), app.config["FHIR_BASE_URL"], active_patient_ids)
+        except InvalidToken as exc:
+            raise Unauthorized(str(exc), headers={
+                "WWW-Authenticate": f'{REALM}, error="invalid_token", error_description="{exc}"'}) from exc
 
-    return resolve
+    def refused(exc: Exception) -> None:
+        if isinstance(exc.__cause__, InvalidToken):
+            app.extensions["smart.hooks"].refused(None, f"FHIR API {request.method} {request.path}: {exc.__cause__}")
+
+    return HeaderResolver(from_header, refused)
 
 
 def _revocation_hooks(app: Flask) -> None:
