@@ -97,7 +97,7 @@ class AuditLog:
         with self._cond:
             self._queue.append(event)
             self._queued += 1
-            if self._thread is None:
+            if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="carespace-audit", daemon=True)
                 self._thread.start()
             elif len(self._queue) >= self.batch:
@@ -129,6 +129,8 @@ class AuditLog:
                     self._urgent = False
             try:
                 self._write(events)
+            except Exception:  # noqa: BLE001 - the writer must outlive any event; _write already logged it
+                log.exception("AuditEvent writer error")
             finally:
                 with self._cond:
                     self._done += len(events)
@@ -143,7 +145,8 @@ class AuditLog:
             return
         except Exception:  # noqa: BLE001 - auditing must not break the audited action; it is logged instead
             if len(events) == 1:
-                log.exception("could not record AuditEvent %s: %s", events[0].get("subtype"), json.dumps(events[0]))
+                log.exception("could not record AuditEvent %s: %s", events[0].get("subtype"),
+                              json.dumps(events[0], default=repr))
                 return
         for event in events:
             self._write([event])
