@@ -43,6 +43,8 @@ def load(test_config: Mapping[str, Any] | None = None, env: Mapping[str, str] | 
         "MAIL_FROM": env.get("CARESPACE_MAIL_FROM") or DEFAULT_MAIL_FROM,
         "SECRET_KEY": env.get("CARESPACE_SECRET_KEY") or None,
         "MAX_CONTENT_LENGTH": None,
+        "FHIR_READ_FAST_PATH": (env.get("CARESPACE_FHIR_READ_FAST_PATH") or "on").strip().lower()
+        not in ("0", "off", "false", "no"),
     }
     cfg.update(overrides)
     if not cfg["SECRET_KEY"]:
