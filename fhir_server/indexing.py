@@ -20,25 +20,26 @@ def normalize(text: str) -> str:
     return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()[:255]
 
 
-def _walk(node: Any, keys: list[Any]) -> Iterator[Any]:
-    """Yield every value found at the key path, flattening arrays at each step."""
-    if not keys:
+def _walk(node: Any, keys: list[Any], i: int = 0) -> Iterator[Any]:
+    """Yield every value found at the key path (from keys[i]), flattening arrays at each step."""
+    while i < len(keys):
+        key = keys[i]
         if isinstance(node, list):
-            yield from (n for n in node if n is not None)
-        elif node is not None:
-            yield node
-        return
-    key, rest = keys[0], keys[1:]
-    if isinstance(node, list):
-        if isinstance(key, int):
-            if len(node) > key:
-                yield from _walk(node[key], rest)
+            if isinstance(key, int):
+                if len(node) <= key:
+                    return
+                node, i = node[key], i + 1
+                continue
+            for item in node:
+                yield from _walk(item, keys, i)
             return
-        for item in node:
-            yield from _walk(item, keys)
-        return
-    if isinstance(node, dict) and isinstance(key, str) and key in node:
-        yield from _walk(node[key], rest)
+        if not isinstance(node, dict) or not isinstance(key, str) or key not in node:
+            return
+        node, i = node[key], i + 1
+    if isinstance(node, list):
+        yield from (n for n in node if n is not None)
+    elif node is not None:
+        yield node
 
 
 def split_reference(ref: str, base_url: str) -> tuple[str | None, str | None, str | None]:
