@@ -29,6 +29,18 @@ def _secret(folder: Path, name: str, nbytes: int = 32) -> str:
     return value
 
 
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    """A non-negative number of seconds from the environment, or a clear error naming the variable."""
+    raw = env.get(name)
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        raise ValueError(f"{name} must be a number of seconds, not {raw!r}") from None
+    if value < 0:
+        raise ValueError(f"{name} must not be negative")
+    return value
+
+
 def load(test_config: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Resolve the settings documented in README.md; test_config overrides everything."""
     env = os.environ if env is None else env
@@ -43,6 +55,7 @@ def load(test_config: Mapping[str, Any] | None = None, env: Mapping[str, str] | 
         "MAIL_FROM": env.get("CARESPACE_MAIL_FROM") or DEFAULT_MAIL_FROM,
         "SECRET_KEY": env.get("CARESPACE_SECRET_KEY") or None,
         "MAX_CONTENT_LENGTH": None,
+        "TOKEN_CACHE_SECONDS": _seconds(env, "CARESPACE_TOKEN_CACHE_SECONDS", 5.0),
         "FHIR_READ_FAST_PATH": (env.get("CARESPACE_FHIR_READ_FAST_PATH") or "on").strip().lower()
         not in ("0", "off", "false", "no"),
     }

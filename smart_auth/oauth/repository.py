@@ -62,9 +62,9 @@ class AccessRow(NamedTuple):
     client_id: str
 
 
-def access_row(engine: Engine, value: str) -> AccessRow | None:
+def access_row(engine: Engine, token_digest: str) -> AccessRow | None:
     """One SELECT on a pooled connection, outside any ORM session (None when the token is unknown)."""
-    row = _HOT_ACCESS_ROW.first(engine, {"h": digest(value)})
+    row = _HOT_ACCESS_ROW.first(engine, {"h": token_digest})
     return None if row is None else AccessRow(*row)
 
 

@@ -19,6 +19,7 @@ from smart_auth.accounts.session import has_active_access
 from . import repository as repo
 from .models import AppGrant, EncounterContext, LaunchContext, OAuthClient
 from .scopes import split
+from .token_cache import CHANGES, TokenCache
 
 PatientIds = Callable[[Session, User], list[str]]
 LAUNCH_TTL_S = 3600
@@ -93,13 +94,23 @@ def resolve_token(dbs: Session, token: str, fhir_base: str, patient_ids: Patient
 
 
 def resolve_bearer(engine: Engine, sessions: Callable[[], Session], token: str, fhir_base: str,
-                   patient_ids: PatientIds) -> AccessContext:
-    """resolve_token for the FHIR API: the token row in one Core SELECT; a session only for a person's token."""
-    row = repo.access_row(engine, token)
+                   patient_ids: PatientIds, cache: TokenCache | None = None) -> AccessContext:
+    """resolve_token for the FHIR API: from the cache, else the token row in one SELECT (a session only for a
+    person's token, to check the person and their access)."""
+    key = repo.digest(token)
+    ctx = cache.get(key) if cache is not None else None
+    if ctx is not None:
+        return ctx
+    generation = CHANGES.generation
+    row = repo.access_row(engine, key)
     if row is None or row.user_id is None:
-        return _context(row, fhir_base, sessions, patient_ids)
-    with sessions() as dbs:
-        return _context(row, fhir_base, lambda: dbs, patient_ids)
+        ctx = _context(row, fhir_base, sessions, patient_ids)
+    else:
+        with sessions() as dbs:
+            ctx = _context(row, fhir_base, lambda: dbs, patient_ids)
+    if cache is not None and row is not None:
+        cache.put(key, ctx, generation, row.expires_at)
+    return ctx
 
 
 def _context(row: Any, fhir_base: str, session: Callable[[], Session], patient_ids: PatientIds) -> AccessContext:

@@ -11,6 +11,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from fhir_server.access import AccessContext
 from fhir_server.errors import Unauthorized
 from fhir_server.fastpath import HeaderResolver
+from smart_auth.accounts.models import PatientAccess, User
 from smart_auth.accounts.session import db
 
 from . import repository as repo
@@ -18,9 +19,10 @@ from .client_auth import private_key_jwt
 from .discovery import STYLE, endpoints, openid_configuration, security_hook, smart_configuration
 from .endpoints import Introspection, Registration, Revocation
 from .keys import ClientKeys, ServerKey
-from .models import AppGrant
+from .models import AppGrant, OAuthToken
 from .server import Hooks, SmartServer, build_server
 from .service import InvalidToken, active_patient_ids, resolve_bearer
+from .token_cache import CHANGES, TokenCache
 from .tokens import make_audit, make_save
 
 log = logging.getLogger("carespace.oauth")
@@ -104,6 +106,9 @@ def register() -> Response:
 
 def bearer_resolver(app: Flask) -> HeaderResolver:
     """The FHIR API's access resolver: the Bearer token of the request, or 401 (a bad token is audited)."""
+    cache = TokenCache(float(app.config["TOKEN_CACHE_SECONDS"]))
+    CHANGES.watch(OAuthToken, AppGrant, PatientAccess, User)
+    app.extensions["smart.token_cache"] = cache
 
     def from_header(auth: str) -> AccessContext:
         if not auth:
@@ -115,7 +120,7 @@ def bearer_resolver(app: Flask) -> HeaderResolver:
                                headers={"WWW-Authenticate": f'{REALM}, error="invalid_request"'})
         try:
             return resolve_bearer(app.extensions["carespace.engine"], app.extensions["carespace.sessions"],
-                                  value.strip(), app.config["FHIR_BASE_URL"], active_patient_ids)
+                                  value.strip(), app.config["FHIR_BASE_URL"], active_patient_ids, cache)
         except InvalidToken as exc:
             raise Unauthorized(str(exc), headers={
                 "WWW-Authenticate": f'{REALM}, error="invalid_token", error_description="{exc}"'}) from exc
