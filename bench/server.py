@@ -57,13 +57,15 @@ def floor_app(engine: Any) -> Callable[..., Iterable[bytes]]:
 
 def dispatcher(config: dict[str, Any]) -> Callable[..., Iterable[bytes]]:
     """/fhir...: the real app (SMART tokens, audit); /trusted/fhir...: the same app with the trusted in-process
-    access context (no token, no audit), to separate the FHIR layer's cost; /floor/...: the floor."""
+    access context (no token, no audit), to separate the FHIR layer's cost; /uncached/fhir/...: the real app
+with the token cache off (the token looked up on every request); /floor/...: the floor."""
     from carespace import create_app
     from fhir_server.access import AccessContext
     from fhir_server.fastpath import HeaderResolver
     app = create_app(config)
     trusted_ctx = AccessContext.system("bench")
     trusted = create_app({**config, "FHIR_ACCESS_RESOLVER": HeaderResolver(lambda _header: trusted_ctx)})
+    uncached = create_app({**config, "TOKEN_CACHE_SECONDS": 0})
     floor = floor_app(app.extensions["carespace.engine"])
 
     def dispatch(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -73,6 +75,9 @@ def dispatcher(config: dict[str, Any]) -> Callable[..., Iterable[bytes]]:
         if path.startswith("/trusted/"):
             environ["SCRIPT_NAME"], environ["PATH_INFO"] = "/trusted", path[len("/trusted"):]
             return trusted(environ, start_response)  # type: ignore[no-any-return]
+        if path.startswith("/uncached/"):
+            environ["SCRIPT_NAME"], environ["PATH_INFO"] = "/uncached", path[len("/uncached"):]
+            return uncached(environ, start_response)  # type: ignore[no-any-return]
         return app(environ, start_response)  # type: ignore[no-any-return]
     return dispatch
 

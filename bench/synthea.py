@@ -86,9 +86,10 @@ def read_ids(engine: Any, rng: random.Random, n: int) -> list[tuple[str, str]]:
 
 
 def read_vs_floor(client: Client, ids: list[tuple[str, str]], rng: random.Random) -> dict[str, Any]:
-    """Sequential reads of random ids on one connection: full stack (SMART token), the same app with the
-    trusted context, and the floor, the three paired in random order for each id."""
-    paths = {"full": "/fhir/{}/{}", "trusted": "/trusted/fhir/{}/{}", "floor": "/floor/{}/{}"}
+    """Sequential reads of random ids on one connection: full stack (SMART token), the same with the token cache
+    off, the same app with the trusted context, and the floor, the four paired in random order for each id."""
+    paths = {"full": "/fhir/{}/{}", "uncached": "/uncached/fhir/{}/{}", "trusted": "/trusted/fhir/{}/{}",
+             "floor": "/floor/{}/{}"}
     for t, i in ids[:200]:  # warm-up (pools, caches, code paths), checking all serve the same bytes
         bodies = {client.ok(p.format(t, i))[1] for p in paths.values()}
         if len(bodies) != 1:
@@ -101,7 +102,7 @@ def read_vs_floor(client: Client, ids: list[tuple[str, str]], rng: random.Random
             secs, _ = client.ok(paths[kind].format(t, i))
             samples[kind].append(secs)
     out: dict[str, Any] = {k: summary(v) for k, v in samples.items()}
-    for kind in ("full", "trusted"):
+    for kind in ("full", "uncached", "trusted"):
         out[f"ratio_{kind}"] = round(out[kind]["median_ms"] / out["floor"]["median_ms"], 2)
         out[f"ratio_{kind}_p95"] = round(out[kind]["p95_ms"] / out["floor"]["p95_ms"], 2)
     return out
