@@ -89,12 +89,33 @@ def make_sessions(engine: Engine) -> sessionmaker[Session]:
 
 
 def upgrade(engine: Engine) -> list[str]:
-    """Create missing tables and indexes (idempotent); returns the names created."""
+    """Create missing tables and indexes (idempotent); returns the names of the tables created."""
     before = set(inspect(engine).get_table_names())
     for md in metadatas():
         md.create_all(engine)
+    create_missing_indexes(engine)
     after = set(inspect(engine).get_table_names())
     return sorted(after - before)
+
+
+def create_missing_indexes(engine: Engine) -> list[str]:
+    """Create indexes the models declare but existing tables lack (create_all skips a table that exists),
+    and drop the ones a metadata lists as retired; returns the names created."""
+    created: list[str] = []
+    with engine.begin() as conn:
+        present = {key[1]: {ix["name"] for ix in found} for key, found in inspect(conn).get_multi_indexes().items()}
+        for md in metadatas():
+            retired: dict[str, list[str]] = md.info.get("retired_indexes", {})
+            for table in md.sorted_tables:
+                names = present.get(table.name, set())
+                for index in sorted(table.indexes, key=lambda ix: str(ix.name)):
+                    if index.name not in names:
+                        index.create(conn, checkfirst=True)
+                        created.append(str(index.name))
+                for name in retired.get(table.name, []):
+                    if name in names:  # plain DDL: an Index object would attach itself to the model's table
+                        conn.exec_driver_sql(f"DROP INDEX {conn.dialect.identifier_preparer.quote(name)}")
+    return created
 
 
 def is_ready(engine: Engine) -> bool:
