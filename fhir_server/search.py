@@ -8,15 +8,14 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, literal, or_, select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
-from .dates import MAX_MS, MIN_MS
 from .errors import BadRequest
-from .models import INDEX_TABLES, ReferenceIndex, ResourceRow
+from .models import ReferenceIndex, ResourceRow
+from .search_keys import KeyPlan
 from .search_parse import SearchRequest
 from .search_sql import ConditionBuilder
-from .tables import search_params
 
 _STR_MAX, _STR_MIN = "\U0010ffff", ""
 
@@ -58,30 +57,6 @@ class CursorCodec:
             raise BadRequest("The paging cursor is invalid or was not issued by this server") from None
 
 
-def _sort_expr(rtype: str, pname: str, desc: bool) -> tuple[Any, Any]:
-    """(SQL expression, null sentinel) for one sort key; nulls always sort last."""
-    if pname == "_id":
-        return ResourceRow.fhir_id, None
-    if pname == "_lastUpdated":
-        return ResourceRow.updated_ms, None
-    spec = search_params().get(rtype, {}).get(pname)
-    if spec is None:
-        raise BadRequest(f"Unknown sort parameter {pname!r}")
-    table = INDEX_TABLES[spec["type"]]
-    agg = func.max if desc else func.min
-    column = {"date": "high" if desc else "low", "string": "norm", "token": "code", "reference": "target_id",
-              "quantity": "value", "number": "value", "uri": "value"}[spec["type"]]
-    col = getattr(table, column)
-    if spec["type"] == "date":
-        sentinel: Any = MIN_MS if desc else MAX_MS
-    elif spec["type"] in ("quantity", "number"):
-        sentinel = -1e308 if desc else 1e308
-    else:
-        sentinel = _STR_MIN if desc else _STR_MAX
-    sub = select(agg(col)).where(table.res_pk == ResourceRow.pk, table.param == pname).scalar_subquery()
-    return func.coalesce(sub, literal(sentinel)), sentinel
-
-
 class SearchExecutor:
     """Runs searches inside a session with a condition builder and cursor codec."""
 
@@ -93,35 +68,19 @@ class SearchExecutor:
     def run(self, req: SearchRequest, extra: list[ColumnElement[bool]], types: list[str] | None = None,
             extra_driven: bool = False) -> SearchPage:
         """One page; `extra_driven` says an extra condition (the compartment) already selects by key."""
-        rtype = req.resource_type
-        where: list[ColumnElement[bool]] = [ResourceRow.deleted.is_(False)] + extra
-        if rtype:
-            conds, driven = self.builder.conditions(rtype, req.criteria)
-            where += conds if (driven or extra_driven) else [ResourceRow.res_type == rtype, *conds]
-        else:
-            where += [self.builder.criterion("", c) for c in req.criteria]  # _id / _lastUpdated
-            if types:
-                where.append(ResourceRow.res_type.in_(types))
-        keys = [(_sort_expr(rtype or "", p, d), d) for p, d in req.sort] if rtype else []
+        plan = KeyPlan.build(self.builder, req, extra, types, extra_driven)
         total = None
         if req.summary == "count" or req.total == "accurate":
-            total = self.s.execute(select(func.count()).select_from(ResourceRow).where(*where)).scalar_one()
+            total = self.s.execute(plan.count()).scalar_one()
         if req.summary == "count" or req.count == 0:
             return SearchPage(matches=[], total=total)
-        backwards = False
+        backwards, position = False, None
         if req.cursor:
             cur = self.codec.decode(req.cursor)
             if cur.get("q") != self._fingerprint(req):
                 raise BadRequest("The paging cursor belongs to a different search")
-            backwards = cur.get("d") == "p"
-            where.append(self._after(keys, cur["k"], backwards))
-        order = []
-        for (expr, _), desc in keys:
-            order.append(expr.asc() if desc == backwards else expr.desc())
-        order.append(ResourceRow.pk.desc() if backwards else ResourceRow.pk.asc())
-        cols = [ResourceRow.pk, ResourceRow.res_type, ResourceRow.fhir_id, ResourceRow.text] + [
-            expr for (expr, _), _ in keys]
-        rows = list(self.s.execute(select(*cols).where(*where).order_by(*order).limit(req.count + 1)).all())
+            backwards, position = cur.get("d") == "p", cur.get("k")
+        rows = list(self.s.execute(plan.page(req.count + 1, position, backwards)).all())
         more = len(rows) > req.count
         rows = rows[:req.count]
         if backwards:
@@ -143,22 +102,6 @@ class SearchExecutor:
         crit = [(c.name, c.modifier, c.values, repr(c.chain), repr(c.has)) for c in req.criteria]
         blob = json.dumps([req.resource_type, crit, req.sort], sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-    @staticmethod
-    def _after(keys: list[tuple[tuple[Any, Any], bool]], values: list[Any], backwards: bool) -> ColumnElement[bool]:
-        """Keyset predicate: rows strictly after (or before) the cursor position."""
-        if len(values) != len(keys) + 1:
-            raise BadRequest("The paging cursor does not match the sort order")
-        exprs = [(expr, desc) for (expr, _), desc in keys] + [(ResourceRow.pk, False)]
-        alts = []
-        for i, (expr, desc) in enumerate(exprs):
-            eqs = [exprs[j][0] == values[j] for j in range(i)]
-            forward_greater = not desc
-            if backwards:
-                forward_greater = not forward_greater
-            cmp = expr > values[i] if forward_greater else expr < values[i]
-            alts.append(and_(*eqs, cmp))
-        return or_(*alts)
 
     # ---- _include / _revinclude ----
     def references_from(self, pks: list[int], param: str | None, target: str | None) -> list[tuple[str, str]]:

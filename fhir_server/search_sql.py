@@ -1,21 +1,30 @@
-"""Turn parsed search criteria into SQLAlchemy conditions on fhir_resource (index-table subqueries)."""
+"""Turn parsed search criteria into SQLAlchemy conditions on fhir_resource (index-table subqueries).
+
+Conditions test a resource given as `row`: fhir_resource's own columns (ROW), an alias's (subqueries), or a
+KeyRow that has only the key, whose other columns raise NeedsRow (search_keys plans a search on index tables).
+"""
 from __future__ import annotations
 
 import math
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, false, not_, or_, select, true
+from sqlalchemy import ColumnElement, Select, and_, exists, false, not_, or_, select, true
 
 from .dates import parse_range
 from .errors import BadRequest
 from .indexing import normalize, split_reference
-from .models import INDEX_TABLES, CompartmentIndex, ReferenceIndex, ResourceRow, TokenIndex
+from .models import INDEX_TABLES, CompartmentIndex, ReferenceIndex
+from .search_keys import CANDIDATE, RESOURCE, ROW
 from .search_parse import Criterion, prefix_of
 from .tables import resource_types, search_params
 
 # Parameters likely to be selective: they drive the query (IN), the rest are correlated EXISTS.
 _DRIVER_TYPES = ("reference", "token")
+# One named alias per table for the (single) driving subquery of a search, built once: building an alias's
+# columns costs more than the rest of a search's SQL. Conditions correlated to its res_pk use the tables.
+_DRIVER = {kind: model.__table__.alias(f"{model.__tablename__}_k").c
+           for kind, model in [*INDEX_TABLES.items(), ("compartment", CompartmentIndex)]}
 
 
 def _like_escape(text: str) -> str:
@@ -63,47 +72,60 @@ class ConditionBuilder:
     def __init__(self, base_url: str) -> None:
         self.base_url = base_url
 
-    def criterion(self, rtype: str, c: Criterion, drive: bool = False) -> ColumnElement[bool]:
+    def criterion(self, rtype: str, c: Criterion, drive: bool = False, row: Any = ROW) -> ColumnElement[bool]:
+        """One criterion on the resource `row`; `drive`: as `pk IN (candidates)` instead of a correlated EXISTS."""
         if c.has is not None:
-            return self._has(rtype, c)
+            return self._has(rtype, c, row)
         if c.name in ("_id", "_lastUpdated") and c.modifier == "missing":  # every resource has both
             return false() if (c.values or ["true"])[0] == "true" else true()
         if c.name == "_id":
-            cond = ResourceRow.fhir_id.in_(c.values)
+            cond = row.fhir_id.in_(c.values)
             return not_(cond) if c.modifier == "not" else cond
         if c.name == "_lastUpdated":
-            return or_(*[self._last_updated(v) for v in c.values])
-        table = INDEX_TABLES[c.ptype]
-        base = [table.res_type == rtype, table.param == c.name]
+            return or_(*[self._last_updated(v, row) for v in c.values])
+        if drive:
+            return row.pk.in_(self.candidates(rtype, c))
+        t = INDEX_TABLES[c.ptype].__table__.c
         if c.modifier == "missing":
-            present = exists(select(table.id).where(table.res_pk == ResourceRow.pk, table.param == c.name))
+            present = exists(select(t.id).where(t.res_pk == row.pk, t.param == c.name))
             want_missing = (c.values or ["true"])[0] == "true"
             return not_(present) if want_missing else present
-        if c.chain is not None:
-            target, _, inner = c.chain
-            ids = select(ResourceRow.fhir_id).where(ResourceRow.res_type == target,
-                                                    self.criterion(target, inner)).scalar_subquery()
-            value_cond: ColumnElement[bool] = and_(ReferenceIndex.target_type == target,
-                                                   ReferenceIndex.target_id.in_(ids))
-        else:
-            value_cond = or_(*[self._value(rtype, table, c, v) for v in c.values])
         if c.modifier == "not":
-            return not_(exists(select(table.id).where(table.res_pk == ResourceRow.pk, *base, value_cond)))
-        if drive:
-            return ResourceRow.pk.in_(select(table.res_pk).where(*base, value_cond))
-        return exists(select(table.id).where(table.res_pk == ResourceRow.pk, table.param == c.name, value_cond))
+            return not_(exists(select(t.id).where(t.res_pk == row.pk, t.res_type == rtype, t.param == c.name,
+                                                  self._value_cond(rtype, t, c))))
+        return exists(select(t.id).where(t.res_pk == row.pk, t.param == c.name, self._value_cond(rtype, t, c)))
 
-    def _last_updated(self, raw: str) -> ColumnElement[bool]:
+    def candidates(self, rtype: str, c: Criterion) -> Select[Any]:
+        """SELECT res_pk AS candidate_pk of the `rtype` resources a drivable criterion matches.
+
+        The index table gets its own alias: conditions correlated to its res_pk may probe the same table.
+        Deleted resources have no index rows, so these are live resources of `rtype` only.
+        """
+        t = _DRIVER[c.ptype]
+        return select(t.res_pk.label(CANDIDATE)).where(t.res_type == rtype, t.param == c.name,
+                                                       self._value_cond(rtype, t, c))
+
+    def _value_cond(self, rtype: str, t: Any, c: Criterion) -> ColumnElement[bool]:
+        """The criterion's values (ORed) on index table columns `t`; a chain looks its targets up."""
+        if c.chain is None:
+            return or_(*[self._value(rtype, t, c, v) for v in c.values])
+        target, _, inner = c.chain
+        other = RESOURCE.alias()
+        ids = select(other.c.fhir_id).where(other.c.res_type == target,
+                                            self.criterion(target, inner, row=other.c)).scalar_subquery()
+        return and_(t.target_type == target, t.target_id.in_(ids))
+
+    def _last_updated(self, raw: str, row: Any) -> ColumnElement[bool]:
         prefix, value = prefix_of(raw)
         rng = parse_range(value)
         if rng is None:
             raise BadRequest(f"{value!r} is not a valid date", expression=["_lastUpdated"])
-        return _range_cond(ResourceRow.updated_ms, ResourceRow.updated_ms, prefix, rng[0], rng[1])
+        return _range_cond(row.updated_ms, row.updated_ms, prefix, rng[0], rng[1])
 
     def _value(self, rtype: str, table: Any, c: Criterion, raw: str) -> ColumnElement[bool]:
         kind = c.ptype
         if kind == "token":
-            return self._token(c, raw)
+            return self._token(table, c, raw)
         if kind == "string":
             if c.modifier == "exact":
                 return table.exact == raw
@@ -137,7 +159,7 @@ class ConditionBuilder:
                     cond = and_(cond, table.code == system)
             return cond
         if kind == "reference":
-            return self._reference(rtype, c, raw)
+            return self._reference(table, rtype, c, raw)
         if kind == "uri":
             if c.modifier == "below":
                 return table.value.like(_like_escape(raw) + "%", escape="\\")
@@ -147,8 +169,8 @@ class ConditionBuilder:
             return table.value == raw
         raise BadRequest(f"Search on {kind} parameters is not supported")
 
-    def _token(self, c: Criterion, raw: str) -> ColumnElement[bool]:
-        t = TokenIndex
+    @staticmethod
+    def _token(t: Any, c: Criterion, raw: str) -> ColumnElement[bool]:
         if c.modifier == "text":
             return t.text.like(f"%{_like_escape(normalize(raw))}%", escape="\\")  # text is stored folded
         if c.modifier not in (None, "not", "exact", "code"):
@@ -162,8 +184,7 @@ class ConditionBuilder:
             return and_(t.system == system, t.code == code)
         return t.code == raw
 
-    def _reference(self, rtype: str, c: Criterion, raw: str) -> ColumnElement[bool]:
-        r = ReferenceIndex
+    def _reference(self, r: Any, rtype: str, c: Criterion, raw: str) -> ColumnElement[bool]:
         if c.modifier == "identifier":
             raise BadRequest(":identifier is not supported on reference parameters")
         self._check_local_reference(rtype, c, raw)
@@ -191,43 +212,49 @@ class ConditionBuilder:
         if not well_formed or parts[0] not in resource_types() or not all(parts) or (targets and parts[0] not in targets):
             raise BadRequest(f"{raw!r} is not a reference {rtype}.{c.name} can hold", expression=[c.name])
 
-    def _has(self, rtype: str, c: Criterion) -> ColumnElement[bool]:
+    def _has(self, rtype: str, c: Criterion, row: Any) -> ColumnElement[bool]:
         assert c.has is not None
         source, ref_param, inner = c.has
-        src_pks = select(ResourceRow.pk).where(ResourceRow.res_type == source, ResourceRow.deleted.is_(False),
-                                               self.criterion(source, inner))
-        ids = select(ReferenceIndex.target_id).where(
-            ReferenceIndex.res_type == source, ReferenceIndex.param == ref_param,
-            ReferenceIndex.target_type == rtype, ReferenceIndex.res_pk.in_(src_pks))
-        return ResourceRow.fhir_id.in_(ids)
+        src = RESOURCE.alias()
+        src_pks = select(src.c.pk).where(src.c.res_type == source, src.c.deleted.is_(False),
+                                         self.criterion(source, inner, row=src.c))
+        ref = ReferenceIndex.__table__.alias().c
+        ids = select(ref.target_id).where(ref.res_type == source, ref.param == ref_param, ref.target_type == rtype,
+                                          ref.res_pk.in_(src_pks))
+        return row.fhir_id.in_(ids)
 
-    def conditions(self, rtype: str, criteria: list[Criterion]) -> tuple[list[ColumnElement[bool]], bool]:
+    @staticmethod
+    def drivable(c: Criterion) -> bool:
+        """A selective criterion that can drive a search (its index rows give the candidates' keys)."""
+        return (c.ptype in _DRIVER_TYPES and c.modifier is None and c.chain is None and c.has is None
+                and c.name != "_id")
+
+    def conditions(self, rtype: str, criteria: list[Criterion], row: Any = ROW,
+                   drive: bool = True) -> tuple[list[ColumnElement[bool]], bool]:
         """AND of all criteria, and whether a selective one drives the query (IN on the primary key).
 
         When one drives, the caller must not also filter fhir_resource by type: SQLite would
         otherwise scan every resource of the type instead of looking up the few driven keys.
         """
-        def drivable(c: Criterion) -> bool:
-            return (c.ptype in _DRIVER_TYPES and c.modifier is None and c.chain is None and c.has is None
-                    and c.name != "_id")
-        order = sorted(range(len(criteria)), key=lambda i: (not drivable(criteria[i]), i))
+        order = sorted(range(len(criteria)), key=lambda i: (not self.drivable(criteria[i]), i))
         out = []
         driven = False
         for rank, i in enumerate(order):
             c = criteria[i]
-            drive = rank == 0 and drivable(c)
-            driven = driven or drive
-            out.append(self.criterion(rtype, c, drive=drive))
+            drives = drive and rank == 0 and self.drivable(c)
+            driven = driven or drives
+            out.append(self.criterion(rtype, c, drive=drives, row=row))
         return out, driven
 
     def compartment(self, patient_ids: frozenset[str], rtype: str | None = None) -> ColumnElement[bool]:
         """Restrict to resources (of `rtype`) in the compartment of one of `patient_ids`."""
         if not patient_ids:
             return false()
-        sub = select(CompartmentIndex.res_pk).where(CompartmentIndex.patient_id.in_(sorted(patient_ids)))
-        if rtype:
-            sub = sub.where(CompartmentIndex.res_type == rtype)
-        return ResourceRow.pk.in_(sub)
+        comp = _DRIVER["compartment"]
+        if rtype:  # candidates: live resources of rtype (deleted ones have no compartment rows)
+            return ROW.pk.in_(select(comp.res_pk.label(CANDIDATE)).where(
+                comp.patient_id.in_(sorted(patient_ids)), comp.res_type == rtype))
+        return ROW.pk.in_(select(comp.res_pk).where(comp.patient_id.in_(sorted(patient_ids))))
 
     def scope_filters(self, rtype: str, filters: list[tuple[tuple[str, str], ...]] | None) -> ColumnElement[bool]:
         """SMART v2 scope query filters (e.g. category=...|laboratory), ORed across grants."""
