@@ -6,8 +6,8 @@ fhir_resource is joined for those n+1 keys alone:
 
     SELECT r.pk, r.res_type, r.fhir_id, r.text, k.s0 ... FROM (
         SELECT c.candidate_pk AS pk, <sort key on c.candidate_pk> AS s0 ... FROM (
-            SELECT DISTINCT drv.res_pk AS candidate_pk FROM <index table> drv
-            WHERE <driving criterion> AND <other criteria correlated to drv.res_pk>) c
+            SELECT DISTINCT drv.res_pk AS candidate_pk FROM <index table, or the compartment> drv
+            WHERE <driving criterion> AND <other criteria: EXISTS correlated to drv.res_pk>) c
         [WHERE <keyset cursor>] ORDER BY s0 ..., pk LIMIT n+1) k
     JOIN fhir_resource r ON r.pk = k.pk WHERE r.deleted IS false ORDER BY k.s0 ..., k.pk
 
@@ -172,6 +172,7 @@ class KeyPlan:
     def wide(cls, where: list[ColumnElement[bool]], sorts: list[tuple[ColumnElement[Any], bool]]) -> KeyPlan:
         """Keys from fhir_resource itself (live rows only)."""
         return cls(RESOURCE, [ROW.deleted.is_(False), *where], ROW.pk, sorts)
+
     def count(self) -> Select[Any]:
         """How many resources match (for _total=accurate and _summary=count)."""
         return select(func.count()).select_from(self.source).where(*self.where)
