@@ -138,7 +138,8 @@ MARKER = "<!-- everything below is written by hand and kept when make bench rewr
 DOC_HEAD = """# Performance
 
 Measured by `make bench` (`.venv/bin/python -m bench`; `--quick` stops at 100k with fewer repetitions,
-`--backend sqlite|postgres` measures one database). Each run also writes its raw figures as JSON in
+`--read` measures only the import and the read against the floor, `--backend sqlite|postgres` measures one
+database). Each run also writes its raw figures as JSON in
 `bench/results/`. The machine is small and shared (2 cores), so every figure is a median after warm-up,
 and comparisons are ratios measured in the same run.
 """
