@@ -1,94 +1,25 @@
 """The FHIR service layer: every interaction, with access enforcement, for HTTP and in-process callers."""
 from __future__ import annotations
 
-import json
 import uuid
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Engine, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import select
 
 from . import rules
 from .access import AccessContext
 from .errors import BadRequest, Conflict, Forbidden, Gone, NotFound, PreconditionFailed
-from .indexing import Extractor
 from .models import ReferenceIndex, ResourceRow
 from .repository import CurrentText, Repository, read_current_text
-from .search import CursorCodec, SearchExecutor, SearchPage
+from .search import SearchExecutor, SearchPage
 from .search_parse import SearchRequest, parse
-from .search_sql import ConditionBuilder
-from .tables import resource_types
+from .service_base import ServiceBase, Stored, WriteResult
 from .validation import is_valid_id, validate_resource
 
-AuditHook = Callable[[AccessContext, str, str, list[str], bool], None]
 
-
-@dataclass
-class Stored:
-    """A resource version as stored: the JSON text is served as is."""
-
-    resource_type: str
-    id: str
-    version: int
-    last_updated: str
-    text: str
-
-    @property
-    def etag(self) -> str:
-        return f'W/"{self.version}"'
-
-    def json(self) -> dict[str, Any]:
-        return json.loads(self.text)  # type: ignore[no-any-return]
-
-
-@dataclass
-class WriteResult:
-    stored: Stored
-    created: bool
-
-
-class FhirService:
+class FhirService(ServiceBase):
     """Entry point for all FHIR operations; one instance per app, one DB transaction per call."""
-
-    def __init__(self, sessions: sessionmaker[Session], base_url: str, secret: bytes,
-                 audit: AuditHook | None = None) -> None:
-        self.sessions = sessions
-        self.engine: Engine = sessions.kw["bind"]
-        self.base_url = base_url.rstrip("/")
-        self.extractor = Extractor(self.base_url)
-        self.builder = ConditionBuilder(self.base_url)
-        self.codec = CursorCodec(secret)
-        self.audit = audit
-        self.settle: Callable[[], object] | None = None  # writes queued AuditEvents (AuditLog.flush)
-
-    @contextmanager
-    def unit(self, write: bool = False) -> Iterator[Repository]:
-        """One atomic unit of work: commit on success, roll back on any error."""
-        with self.sessions() as session:
-            session.connection(execution_options={"write": write})
-            try:
-                repo = Repository(session, self.extractor)
-                yield repo
-                repo.flush_index()
-                session.commit()
-            except BaseException:
-                session.rollback()
-                raise
-
-    def _audit(self, ctx: AccessContext, action: str, rtype: str, refs: list[str], ok: bool = True) -> None:
-        if self.audit is not None and not ctx.trusted:
-            self.audit(ctx, action, rtype, refs, ok)
-
-    def settle_audit(self, rtype: str | None, items: Iterable[tuple[str, str]] = ()) -> None:
-        """Before AuditEvents are read (by type, across types or included), the queued ones are written."""
-        if self.settle is None:
-            return
-        if rtype in (None, "AuditEvent") or any(
-                "AuditEvent" in v for k, v in items if k.startswith(("_include", "_revinclude", "_has"))):
-            self.settle()
 
     # ---- access ----
     def _check_visible(self, repo: Repository, ctx: AccessContext, rtype: str, fid: str, pk: int,
@@ -328,22 +259,3 @@ class FhirService:
         if rtype:
             self._audit(ctx, "search", rtype, [f"{t}/{i}" for t, i, _ in page.matches[:50]])
         return req, page
-
-    # ---- helpers ----
-    @staticmethod
-    def _check_type(rtype: str, fid: str | None = None) -> None:
-        """404 for an unknown type, or an id no resource can have (never sent to the database)."""
-        if rtype not in resource_types():
-            raise NotFound(f"Unknown resource type {rtype!r}")
-        if fid is not None and not is_valid_id(fid):
-            raise NotFound(f"{rtype}/{fid[:80]} is not known")
-
-    @staticmethod
-    def _stored(row: ResourceRow) -> Stored:
-        assert row.text is not None
-        return Stored(row.res_type, row.fhir_id, row.version, row.last_updated, row.text)
-
-    @staticmethod
-    def _stored_text(rtype: str, fid: str, text: str) -> Stored:
-        meta = json.loads(text).get("meta", {})
-        return Stored(rtype, fid, int(meta.get("versionId", 1)), meta.get("lastUpdated", ""), text)
