@@ -45,10 +45,7 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _begin(conn: Any) -> None:  # writers take the lock up front: no failed upgrades mid-transaction
-            opts = conn.get_execution_options()
-            if opts.get("single_statement"):
-                return  # one SELECT (fhir_server's reads by id) is its own consistent snapshot
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if opts.get("write") else "BEGIN")
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("write") else "BEGIN")
 
         @event.listens_for(engine, "connect")
         def _no_pysqlite_tx(dbapi_conn: Any, _rec: Any) -> None:

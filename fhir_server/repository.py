@@ -5,7 +5,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, update
+from sqlalchemy import Engine, bindparam, delete, func, insert, select, update
 from sqlalchemy import text as sql_text
 from sqlalchemy.orm import Session
 
@@ -24,14 +24,6 @@ _PG_NEXTVALS = sql_text("SELECT nextval(pg_get_serial_sequence('fhir_resource', 
 _CURRENT_TEXT = select(ResourceRow.text, ResourceRow.version, ResourceRow.last_updated, ResourceRow.deleted,
                        ResourceRow.pk).where(ResourceRow.res_type == bindparam("t"), ResourceRow.fhir_id == bindparam("i"))
 CurrentText = tuple[str | None, int, str, bool, int]
-
-
-def single_read_connection(engine: Engine) -> Connection:
-    """A connection for one SELECT: no BEGIN/COMMIT round trips (a single statement is consistent alone)."""
-    opts: dict[str, Any] = {"single_statement": True}  # the SQLite begin hook skips BEGIN for these
-    if engine.dialect.name == "postgresql":
-        opts["isolation_level"] = "AUTOCOMMIT"
-    return engine.connect().execution_options(**opts)
 
 
 class HotSelect:

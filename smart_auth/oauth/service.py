@@ -90,7 +90,7 @@ def register_client(dbs: Session, *, name: str, redirect_uris: list[str], scope:
 def resolve_token(dbs: Session, token: str, fhir_base: str, patient_ids: PatientIds) -> AccessContext:
     """The AccessContext of a bearer token, or InvalidToken; also records the app's last use."""
     row = dbs.execute(repo.ACCESS_ROW, {"h": repo.digest(token)}).first()
-    return _context(row, fhir_base, lambda: dbs, patient_ids)
+    return _context(row, fhir_base, dbs, patient_ids)
 
 
 def resolve_bearer(engine: Engine, sessions: Callable[[], Session], token: str, fhir_base: str,
@@ -104,17 +104,18 @@ def resolve_bearer(engine: Engine, sessions: Callable[[], Session], token: str, 
     generation = CHANGES.generation
     row = repo.access_row(engine, key)
     if row is None or row.user_id is None:
-        ctx = _context(row, fhir_base, sessions, patient_ids)
+        ctx = _context(row, fhir_base, None, patient_ids)
     else:
         with sessions() as dbs:
-            ctx = _context(row, fhir_base, lambda: dbs, patient_ids)
+            ctx = _context(row, fhir_base, dbs, patient_ids)
     if cache is not None and row is not None:
         cache.put(key, ctx, generation, row.expires_at)
     return ctx
 
 
-def _context(row: Any, fhir_base: str, session: Callable[[], Session], patient_ids: PatientIds) -> AccessContext:
-    """Check a token row (live, this server, person still allowed, app not revoked) and build its context."""
+def _context(row: Any, fhir_base: str, dbs: Session | None, patient_ids: PatientIds) -> AccessContext:
+    """Check a token row (live, this server, person still allowed, app not revoked) and build its context;
+    `dbs` is needed only for a person's token."""
     t = repo.now()
     if row is None or row.revoked or row.expires_at <= t:
         raise InvalidToken("The access token is unknown, expired or revoked")
@@ -122,7 +123,7 @@ def _context(row: Any, fhir_base: str, session: Callable[[], Session], patient_i
         raise InvalidToken("The access token was issued for another server")
     user_ids = None
     if row.user_id is not None:
-        dbs = session()
+        assert dbs is not None, "a person's token is checked in a session"
         user = dbs.get(User, row.user_id)
         if user is None or user.status != "active":
             raise InvalidToken("The person who authorized this app can no longer sign in")
