@@ -102,20 +102,28 @@ class AccessContext:
             raise Forbidden(f"The granted scopes do not allow {interaction} on {resource_type}")
         return grants
 
-    def compartment_limit(self, resource_type: str, grants: list[ScopeGrant]) -> frozenset[str] | None:
-        """Patient ids the request is confined to, or None when unconfined."""
+    def confinement(self, grants: list[ScopeGrant]) -> frozenset[str] | None:
+        """The patients a caller using `grants` is confined to, whatever the type (None: unconfined)."""
         if self.trusted:
             return None
         levels = {g.level for g in grants}
         if "system" in levels:
             return None
-        limit = self.user_patient_ids if "user" in levels else self.patient_ids
+        return self.user_patient_ids if "user" in levels else self.patient_ids
+
+    def compartment_limit(self, resource_type: str, grants: list[ScopeGrant]) -> frozenset[str] | None:
+        """Patient ids the request is confined to for this type, or None when unconfined.
+
+        Types outside the Patient compartment (Practitioner, Organization, Medication, ...) are the
+        practice's shared data: readable by any caller whose scopes allow it, writable only by unconfined
+        callers (fhir_server.guard). Binary is outside R4's compartment but holds documents: it is
+        confined through its securityContext.
+        """
+        limit = self.confinement(grants)
         if limit is None:
             return None
         if resource_type not in ("Patient", "Binary") and not compartment_params(resource_type):
-            return None  # not patient data (Practitioner, Organization, Medication, ...)
-        # Binary is outside R4's compartment but holds documents: confined via its securityContext
-        # or the DocumentReference that points at it (FhirService._check_visible).
+            return None
         return limit
 
     @staticmethod

@@ -11,6 +11,7 @@ import threading
 import uuid
 import weakref
 from collections import deque
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from .access import AccessContext
@@ -26,7 +27,7 @@ _RESTFUL_CODES = {"read", "vread", "update", "patch", "delete", "history", "hist
                   "history-system", "create", "search", "search-type", "search-system", "capabilities",
                   "transaction", "batch", "operation"}
 _LOCAL_SUBTYPES = "urn:carespace:audit-subtype"  # logins, invitations, token events: no HL7 code exists
-_ACTIONS = {"read": "R", "search": "E", "create": "C", "update": "U", "delete": "D", "login": "E", "execute": "E"}
+_ACTIONS = {"read": "R", "vread": "R", "history": "R", "search": "E", "create": "C", "update": "U", "delete": "D", "login": "E", "execute": "E"}
 _REST = {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest",
          "display": "RESTful Operation"}
 _SECURITY = {"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110113", "display": "Security Alert"}
@@ -52,7 +53,7 @@ def audit_event(*, action: str, subtype: str, agent_ref: str | None, agent_displ
         ents.append({"what": {"reference": f"Patient/{patient_id}"},
                      "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "1",
                               "display": "Person"}})
-    for ref in entities[:20]:
+    for ref in dict.fromkeys(entities):  # every resource returned, so the patient's Access log is complete
         if ref != f"Patient/{patient_id}":
             ents.append({"what": {"reference": ref}})
     if detail:
@@ -128,7 +129,7 @@ class AuditLog:
                 if not self._queue:
                     self._urgent = False
             try:
-                self._write(events)
+                self._write(self._expand(events))
             except Exception:  # noqa: BLE001 - the writer must outlive any event; _write already logged it
                 log.exception("AuditEvent writer error")
             finally:
@@ -151,14 +152,62 @@ class AuditLog:
         for event in events:
             self._write([event])
 
-    def access(self, ctx: AccessContext, action: str, rtype: str, refs: list[str], ok: bool) -> None:
-        """FhirService hook: one AuditEvent per interaction of a person or app (queued)."""
-        patients = sorted(ctx.patient_ids) if ctx.patient_ids else [
-            r.split("/", 1)[1] for r in refs if r.startswith("Patient/")][:1]
-        self.enqueue(audit_event(action=action, subtype=action, agent_ref=ctx.user,
-                                 agent_display=ctx.label or ctx.user or "app",
-                                 patient_id=patients[0] if patients else None, entities=refs, ok=ok,
-                                 client_id=ctx.client_id))
+    def access(self, ctx: AccessContext, action: str, rtype: str, refs: list[str], ok: bool,
+               patients: Iterable[str] | None = None) -> None:
+        """FhirService hook: queued, then filed by the writer as one AuditEvent per patient touched."""
+        known = list(patients) if patients is not None else None
+        if known is None and ctx.patient_ids is not None and len(ctx.patient_ids) == 1:
+            known = list(ctx.patient_ids)  # a caller confined to one patient touches only that one's data
+        self.enqueue({"_access": _Access(ctx, action, refs, ok, known)})
+
+    def _expand(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Access records become AuditEvents: the patients of what was touched are looked up in one query."""
+        accesses = [item["_access"] for item in items if "_access" in item]
+        lookup = sorted({tuple(r.split("/", 1)) for a in accesses if a.patients is None for r in a.refs
+                         if "/" in r and not r.startswith("Patient/")})
+        owners: dict[tuple[str, str], set[str]] = {}
+        if lookup:
+            try:
+                with self.svc.unit() as repo:
+                    owners = repo.patients_of(lookup)  # type: ignore[arg-type]
+            except Exception:  # noqa: BLE001 - the events are still written, filed without their patients
+                log.exception("could not look up the patients of audited resources")
+        out: list[dict[str, Any]] = []
+        for item in items:
+            if "_access" not in item:
+                out.append(item)
+                continue
+            out.extend(item["_access"].events(owners))
+        return out
+
+
+class _Access:
+    """One interaction of a person or app, to be filed once per patient whose data it touched."""
+
+    def __init__(self, ctx: AccessContext, action: str, refs: list[str], ok: bool, patients: list[str] | None) -> None:
+        self.ctx, self.action, self.refs, self.ok, self.patients = ctx, action, refs, ok, patients
+
+    def events(self, owners: dict[tuple[str, str], set[str]]) -> list[dict[str, Any]]:
+        by_patient: dict[str, list[str]] = {}
+        shared: list[str] = []
+        for ref in self.refs:
+            if self.patients is not None:
+                whose: set[str] | list[str] = self.patients
+            elif ref.startswith("Patient/"):
+                whose = [ref.split("/", 1)[1]]
+            else:
+                whose = owners.get(tuple(ref.split("/", 1)), set())  # type: ignore[arg-type]
+            if not whose:
+                shared.append(ref)
+            for p in whose:
+                by_patient.setdefault(p, []).append(ref)
+        for p in self.patients or ():
+            by_patient.setdefault(p, [])
+        ctx = self.ctx
+        groups: list[tuple[str | None, list[str]]] = [(p, refs + shared) for p, refs in sorted(by_patient.items())]
+        return [audit_event(action=self.action, subtype=self.action, agent_ref=ctx.user,
+                            agent_display=ctx.label or ctx.user or "app", patient_id=p, entities=refs, ok=self.ok,
+                            client_id=ctx.client_id) for p, refs in (groups or [(None, shared)])]
 
 
 _LIVE: weakref.WeakSet[AuditLog] = weakref.WeakSet()

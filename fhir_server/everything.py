@@ -8,7 +8,7 @@ from sqlalchemy import and_, or_, select
 
 from .access import AccessContext
 from .dates import parse_range
-from .errors import BadRequest, FhirError, NotFound
+from .errors import BadRequest, NotFound
 from .models import CompartmentIndex, ReferenceIndex, ResourceRow
 from .search import SearchExecutor
 from .tables import compartment_params, patient_compartment, resource_types
@@ -88,8 +88,9 @@ def everything(svc: "FhirService", ctx: AccessContext, req: EverythingRequest) -
         more = limit is not None and len(rows) > limit
         rows = rows[:limit] if limit is not None else rows
         seen = set()
+        visible = svc.guard.readable(repo, ctx, [(pk, t, i) for pk, t, i, _ in rows], member_of=req.patient_id)
         for pk, t, i, text in rows:
-            if (t, i) in seen or not _visible(svc, repo, ctx, t, i, pk):
+            if (t, i) in seen or pk not in visible:
                 continue
             seen.add((t, i))
             page.entries.append((t, i, text or ""))
@@ -107,25 +108,18 @@ def everything(svc: "FhirService", ctx: AccessContext, req: EverythingRequest) -
                 .join(r, r.pk == ReferenceIndex.res_pk).join(c, c.res_pk == r.pk)
                 .where(and_(*earlier), ReferenceIndex.target_id.in_(sorted({i for _, i in outside})))).all()
             outside = [ref for ref in outside if ref not in {(t, i) for t, i in shown}]
-        for pk, t, i, text in ex.pks_of(outside):
-            if _visible(svc, repo, ctx, t, i, pk):
+        found = ex.pks_of(outside)
+        allowed = svc.guard.readable(repo, ctx, [(pk, t, i) for pk, t, i, _ in found])
+        for pk, t, i, text in found:
+            if pk in allowed:
                 seen.add((t, i))
                 page.entries.append((t, i, text))
         if more:
             page.next_cursor = svc.codec.encode({"e": req.patient_id, "k": rows[-1][0]})
         elif not req.cursor:
             page.total = len(page.entries)
+    svc._audit(ctx, "read", "Patient", [f"{t}/{i}" for t, i, _ in page.entries], patients=[req.patient_id])
     return page
-
-
-def _visible(svc: "FhirService", repo, ctx: AccessContext, t: str, i: str, pk: int) -> bool:  # type: ignore[no-untyped-def]
-    if ctx.trusted:
-        return True
-    try:
-        svc._check_visible(repo, ctx, t, i, pk)
-    except FhirError:
-        return False
-    return True
 
 
 __all__ = ["EverythingRequest", "EverythingPage", "everything", "NotFound"]

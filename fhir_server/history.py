@@ -7,10 +7,11 @@ from sqlalchemy import select
 
 from .access import AccessContext
 from .dates import parse_range
-from .errors import BadRequest, Forbidden, NotFound
+from .errors import BadRequest, FhirError, Forbidden, NotFound
 from .models import ResourceVersion
 
 if TYPE_CHECKING:
+    from .repository import Repository
     from .service import FhirService
 
 
@@ -31,9 +32,10 @@ def history(svc: "FhirService", ctx: AccessContext, rtype: str | None, fid: str 
                 ctx.require(rtype, "history")
                 raise NotFound(f"{rtype}/{fid} is not known")
             if not cur.deleted:
-                svc._check_visible(repo, ctx, rtype, fid, cur.pk, "history")
-            else:
-                ctx.require(rtype, "history")
+                svc.guard.check_read(repo, ctx, rtype, fid, cur.pk, "history")
+            else:  # a deleted resource's history is shown to whoever could see what was deleted
+                last = repo.last_live_version(cur.pk)
+                svc.guard.check_version(repo, ctx, rtype, fid, last.text if last else None, "history")
         q = q.where(v.res_pk == cur.pk)
     elif rtype:
         svc._check_type(rtype)
@@ -53,7 +55,27 @@ def history(svc: "FhirService", ctx: AccessContext, rtype: str | None, fid: str 
             raise BadRequest("The paging cursor does not belong to a history")
         q = q.where(v.pk < data["h"])
     with svc.unit() as repo:
-        rows = list(repo.s.execute(q.order_by(v.pk.desc()).limit(limit + 1)).scalars())
-        repo.s.expunge_all()
-    nxt = svc.codec.encode({"h": rows[limit - 1].pk}) if len(rows) > limit else None
-    return rows[:limit], nxt
+        rows = repo.history_rows(q.order_by(v.pk.desc()).limit(limit + 1))
+        nxt = svc.codec.encode({"h": rows[limit - 1].pk}) if len(rows) > limit else None
+        shown = [row for row in rows[:limit] if _version_visible(svc, repo, ctx, row, rows)]
+    svc._audit(ctx, "history", rtype or "", sorted({f"{r.res_type}/{r.fhir_id}" for r in shown}))
+    return shown, nxt
+
+
+def _version_visible(svc: "FhirService", repo: "Repository", ctx: AccessContext, row: ResourceVersion,
+                     page: list[ResourceVersion]) -> bool:
+    """Each version is judged by its own content; a deletion by the version it deleted."""
+    text = row.text
+    if text is None:
+        earlier = [r for r in page if r.res_pk == row.res_pk and r.version < row.version and r.text is not None]
+        text = max(earlier, key=lambda r: r.version).text if earlier else _before(repo, row)
+    try:
+        svc.guard.check_version(repo, ctx, row.res_type, row.fhir_id, text, "history")
+    except FhirError:
+        return False
+    return True
+
+
+def _before(repo: "Repository", row: ResourceVersion) -> str | None:
+    prior = repo.version(row.res_type, row.fhir_id, row.version - 1) if row.version > 1 else None
+    return prior.text if prior is not None else None

@@ -1,10 +1,9 @@
-"""_include and _revinclude (with :iterate), each included resource access-checked like a read."""
+"""_include and _revinclude (with :iterate), each included resource access-checked like a read (fhir_server.guard)."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from .access import AccessContext
-from .errors import FhirError
 from .search import SearchExecutor, SearchPage
 from .search_parse import SearchRequest
 
@@ -14,14 +13,6 @@ if TYPE_CHECKING:
 
 MAX_ITERATIONS = 3
 MAX_INCLUDED = 2000
-
-
-def _allowed(svc: "FhirService", repo: "Repository", ctx: AccessContext, rtype: str, fid: str, pk: int) -> bool:
-    try:
-        svc._check_visible(repo, ctx, rtype, fid, pk)
-    except FhirError:
-        return False
-    return True
 
 
 def add_includes(svc: "FhirService", repo: "Repository", ctx: AccessContext, ex: SearchExecutor,
@@ -38,8 +29,10 @@ def add_includes(svc: "FhirService", repo: "Repository", ctx: AccessContext, ex:
             if not source_pks:
                 continue
             refs = ex.references_from(source_pks, inc.param, inc.target)
-            for pk, t, i, text in ex.pks_of([r for r in refs if r not in seen]):
-                if (t, i) not in seen and _allowed(svc, repo, ctx, t, i, pk):
+            found = ex.pks_of([r for r in refs if r not in seen])
+            allowed = svc.guard.readable(repo, ctx, [(pk, t, i) for pk, t, i, _ in found])
+            for pk, t, i, text in found:
+                if (t, i) not in seen and pk in allowed:
                     seen.add((t, i))
                     page.included.append((t, i, text))
                     new.append((pk, (t, i)))
@@ -49,8 +42,9 @@ def add_includes(svc: "FhirService", repo: "Repository", ctx: AccessContext, ex:
             targets = [ti for _, ti in frontier]
             pks = ex.referencing(inc.source, inc.param, targets)
             texts = repo.texts_by_pk(pks)
+            allowed = svc.guard.readable(repo, ctx, [(pk, t, i) for pk, (t, i, _) in texts.items()])
             for pk, (t, i, text) in texts.items():
-                if (t, i) not in seen and _allowed(svc, repo, ctx, t, i, pk):
+                if (t, i) not in seen and pk in allowed:
                     seen.add((t, i))
                     page.included.append((t, i, text))
                     new.append((pk, (t, i)))

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from .dates import instant_of, now_instant
 from .indexing import Extractor, compartment_rows
-from .models import INDEX_TABLES, CompartmentIndex, ResourceRow, ResourceVersion, UriIndex
+from .models import INDEX_TABLES, CompartmentIndex, ReferenceIndex, ResourceRow, ResourceVersion
 
 _BUFFER_KEY = "fhir_index_buffer"
 _VERSIONS_KEY = "fhir_version_buffer"
@@ -124,14 +124,58 @@ class Repository:
         return self.s.execute(select(CompartmentIndex.id).where(
             CompartmentIndex.res_pk == pk, CompartmentIndex.patient_id.in_(patient_ids)).limit(1)).first() is not None
 
-    def binary_in_documents(self, binary_id: str, base_url: str, patient_ids: frozenset[str]) -> bool:
-        """True when a DocumentReference of one of the patients has an attachment at Binary/<id>."""
-        urls = [f"Binary/{binary_id}", f"{base_url}/Binary/{binary_id}"]
-        docs = select(CompartmentIndex.res_pk).where(CompartmentIndex.patient_id.in_(patient_ids),
-                                                     CompartmentIndex.res_type == "DocumentReference")
-        q = select(UriIndex.id).where(UriIndex.res_type == "DocumentReference", UriIndex.param == "location",
-                                      UriIndex.value.in_(urls), UriIndex.res_pk.in_(docs)).limit(1)
-        return self.s.execute(q).first() is not None
+    def in_compartments(self, pks: Sequence[int], patient_ids: frozenset[str]) -> set[int]:
+        """The pks among `pks` filed in the compartment of one of `patient_ids` (one SELECT per 500)."""
+        out: set[int] = set()
+        for i in range(0, len(pks), 500):
+            out.update(self.s.execute(select(CompartmentIndex.res_pk).distinct().where(
+                CompartmentIndex.res_pk.in_(list(pks[i:i + 500])),
+                CompartmentIndex.patient_id.in_(sorted(patient_ids)))).scalars())
+        return out
+
+    def pks_where(self, pks: Sequence[int], cond: Any) -> set[int]:
+        """The pks among `pks` whose current row satisfies `cond` (a condition on fhir_resource)."""
+        out: set[int] = set()
+        for i in range(0, len(pks), 500):
+            out.update(self.s.execute(select(ResourceRow.pk).where(
+                ResourceRow.pk.in_(list(pks[i:i + 500])), cond)).scalars())
+        return out
+
+    def patients_of(self, refs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], set[str]]:
+        """(type, id) -> the patients whose compartment the current resource is filed in."""
+        out: dict[tuple[str, str], set[str]] = {}
+        wanted = set(refs)
+        ids = sorted({i for _, i in wanted})
+        for n in range(0, len(ids), 500):
+            q = (select(ResourceRow.res_type, ResourceRow.fhir_id, CompartmentIndex.patient_id)
+                 .join(CompartmentIndex, CompartmentIndex.res_pk == ResourceRow.pk)
+                 .where(ResourceRow.fhir_id.in_(ids[n:n + 500])))
+            for t, i, p in self.s.execute(q):
+                if (t, i) in wanted:
+                    out.setdefault((t, i), set()).add(p)
+        return out
+
+    def last_live_version(self, pk: int) -> ResourceVersion | None:
+        """The newest version of a resource that has content (for a deleted resource: what was deleted)."""
+        self.flush_index()
+        return self.s.execute(select(ResourceVersion).where(
+            ResourceVersion.res_pk == pk, ResourceVersion.text.is_not(None))
+            .order_by(ResourceVersion.version.desc()).limit(1)).scalar_one_or_none()
+
+    def referrers(self, rtype: str, fhir_id: str, pk: int, limit: int = 3) -> list[tuple[str, str]]:
+        """Live resources (other than itself) that reference `rtype/fhir_id`."""
+        self.flush_index()
+        return [(t, i) for t, i in self.s.execute(
+            select(ResourceRow.res_type, ResourceRow.fhir_id).distinct()
+            .join(ReferenceIndex, ReferenceIndex.res_pk == ResourceRow.pk)
+            .where(ReferenceIndex.target_type == rtype, ReferenceIndex.target_id == fhir_id,
+                   ResourceRow.pk != pk, ResourceRow.deleted.is_(False)).limit(limit))]
+
+    def history_rows(self, query: Any) -> list[ResourceVersion]:
+        """Version rows of a history query, detached from the session."""
+        rows = list(self.s.execute(query).scalars())
+        self.s.expunge_all()
+        return rows
 
     # ---- writes ----
     def write(self, resource: dict[str, Any], current: ResourceRow | None, method: str) -> ResourceRow:

@@ -30,4 +30,4 @@ def check(repo: "Repository", resource: dict[str, Any], ctx: AccessContext) -> N
         fn(repo, resource, ctx)
 
 
-from . import rules_messages  # noqa: E402,F401 - registers the Communication rules
+from . import rules_documents, rules_messages  # noqa: E402,F401 - register the DocumentReference/Binary and Communication rules

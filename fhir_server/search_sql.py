@@ -6,6 +6,7 @@ KeyRow that has only the key, whose other columns raise NeedsRow (search_keys pl
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -21,6 +22,8 @@ from .tables import resource_types, search_params
 
 # Parameters likely to be selective: they drive the query (IN), the rest are correlated EXISTS.
 _DRIVER_TYPES = ("reference", "token")
+# What an inner query over a type may see: extra conditions on its rows (fhir_server.guard confines them).
+Confine = Callable[[str, Any], list[ColumnElement[bool]]]
 # One named alias per table for the (single) driving subquery of a search, built once: building an alias's
 # columns costs more than the rest of a search's SQL. Conditions correlated to its res_pk use the tables.
 _DRIVER = {kind: model.__table__.alias(f"{model.__tablename__}_k").c
@@ -69,8 +72,16 @@ def _number_bounds(text: str) -> tuple[float, float]:
 class ConditionBuilder:
     """Builds WHERE conditions for one resource type."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, confine: Confine | None = None) -> None:
         self.base_url = base_url
+        self.confine = confine
+
+    def confined(self, confine: Confine) -> ConditionBuilder:
+        """A builder whose inner queries (`_has` sources, chain targets) also satisfy `confine(type, row)`."""
+        return ConditionBuilder(self.base_url, confine)
+
+    def _inner(self, rtype: str, row: Any) -> list[ColumnElement[bool]]:
+        return self.confine(rtype, row) if self.confine is not None else []
 
     def criterion(self, rtype: str, c: Criterion, drive: bool = False, row: Any = ROW) -> ColumnElement[bool]:
         """One criterion on the resource `row`; `drive`: as `pk IN (candidates)` instead of a correlated EXISTS."""
@@ -111,7 +122,7 @@ class ConditionBuilder:
             return or_(*[self._value(rtype, t, c, v) for v in c.values])
         target, _, inner = c.chain
         other = RESOURCE.alias()
-        ids = select(other.c.fhir_id).where(other.c.res_type == target,
+        ids = select(other.c.fhir_id).where(other.c.res_type == target, *self._inner(target, other.c),
                                             self.criterion(target, inner, row=other.c)).scalar_subquery()
         return and_(t.target_type == target, t.target_id.in_(ids))
 
@@ -217,7 +228,7 @@ class ConditionBuilder:
         source, ref_param, inner = c.has
         src = RESOURCE.alias()
         src_pks = select(src.c.pk).where(src.c.res_type == source, src.c.deleted.is_(False),
-                                         self.criterion(source, inner, row=src.c))
+                                         *self._inner(source, src.c), self.criterion(source, inner, row=src.c))
         ref = ReferenceIndex.__table__.alias().c
         ids = select(ref.target_id).where(ref.res_type == source, ref.param == ref_param, ref.target_type == rtype,
                                           ref.res_pk.in_(src_pks))
@@ -256,7 +267,8 @@ class ConditionBuilder:
                 comp.patient_id.in_(sorted(patient_ids)), comp.res_type == rtype))
         return ROW.pk.in_(select(comp.res_pk).where(comp.patient_id.in_(sorted(patient_ids))))
 
-    def scope_filters(self, rtype: str, filters: list[tuple[tuple[str, str], ...]] | None) -> ColumnElement[bool]:
+    def scope_filters(self, rtype: str, filters: list[tuple[tuple[str, str], ...]] | None,
+                      row: Any = ROW) -> ColumnElement[bool]:
         """SMART v2 scope query filters (e.g. category=...|laboratory), ORed across grants."""
         if not filters:
             return true()
@@ -266,6 +278,6 @@ class ConditionBuilder:
             conds = []
             for key, value in flt:
                 crit = _criterion(rtype, key, value, True, [])
-                conds.append(self.criterion(rtype, crit) if crit else true())
+                conds.append(self.criterion(rtype, crit, row=row) if crit else true())
             alts.append(and_(*conds))
         return or_(*alts)

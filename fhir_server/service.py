@@ -1,16 +1,14 @@
 """The FHIR service layer: every interaction, with access enforcement, for HTTP and in-process callers."""
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import select
-
 from . import rules
 from .access import AccessContext
 from .errors import BadRequest, Conflict, Forbidden, Gone, NotFound, PreconditionFailed
-from .models import ReferenceIndex, ResourceRow
 from .repository import CurrentText, Repository, read_current_text
 from .search import SearchExecutor, SearchPage
 from .search_parse import SearchRequest, parse
@@ -20,35 +18,6 @@ from .validation import is_valid_id, validate_resource
 
 class FhirService(ServiceBase):
     """Entry point for all FHIR operations; one instance per app, one DB transaction per call."""
-
-    # ---- access ----
-    def _check_visible(self, repo: Repository, ctx: AccessContext, rtype: str, fid: str, pk: int,
-                       interaction: str = "read") -> None:
-        grants = ctx.require(rtype, interaction)
-        limit = ctx.compartment_limit(rtype, grants)
-        if limit is not None and not (rtype == "Patient" and fid in limit) and not repo.in_compartment(pk, limit) \
-                and not (rtype == "Binary" and repo.binary_in_documents(fid, self.base_url, limit)):
-            raise NotFound(f"{rtype}/{fid} is not known")  # do not reveal other patients' data
-        filters = ctx.filters(grants)
-        if filters:
-            cond = self.builder.scope_filters(rtype, filters)
-            if repo.s.execute(select(ResourceRow.pk).where(ResourceRow.pk == pk, cond)).first() is None:
-                raise Forbidden(f"The granted scopes do not cover this {rtype}")
-
-    def _check_writable(self, repo: Repository, ctx: AccessContext, resource: dict[str, Any], interaction: str) -> None:
-        rtype = resource["resourceType"]
-        grants = ctx.require(rtype, interaction)
-        limit = ctx.compartment_limit(rtype, grants)
-        if limit is None:
-            return
-        if rtype == "Patient":
-            if resource.get("id") not in limit:
-                raise Forbidden("A patient-scoped token can only write that patient's own record")
-            return
-        rows = self.extractor.rows(resource)
-        from .indexing import compartment_rows
-        if not {r["patient_id"] for r in compartment_rows(resource, rows)} & set(limit):
-            raise Forbidden(f"The {rtype} must belong to the patient in context")
 
     # ---- read ----
     def read(self, ctx: AccessContext, rtype: str, fid: str) -> Stored:
@@ -62,7 +31,7 @@ class FhirService(ServiceBase):
         else:
             with self.unit() as repo:
                 text, version, updated, pk = self._found(ctx, rtype, fid, repo.current_text(rtype, fid))
-                self._check_visible(repo, ctx, rtype, fid, pk)
+                self.guard.check_read(repo, ctx, rtype, fid, pk)
         self._audit(ctx, "read", rtype, [f"{rtype}/{fid}"])
         return Stored(rtype, fid, version, updated, text)
 
@@ -88,7 +57,10 @@ class FhirService(ServiceBase):
             if cur is None or v is None:
                 ctx.require(rtype, "vread")
                 raise NotFound(f"Version {vid} of {rtype}/{fid} is not known")
-            self._check_visible(repo, ctx, rtype, fid, cur.pk, "vread")
+            if not cur.deleted:
+                self.guard.check_read(repo, ctx, rtype, fid, cur.pk, "vread")
+            shown = v if v.text is not None else repo.last_live_version(cur.pk)
+            self.guard.check_version(repo, ctx, rtype, fid, shown.text if shown else None, "vread")
             if v.text is None:
                 raise Gone(f"Version {vid} of {rtype}/{fid} is a deletion")
             stored = Stored(rtype, fid, v.version, v.last_updated, v.text)
@@ -101,7 +73,8 @@ class FhirService(ServiceBase):
         validate_resource(body, rtype)
         with self.unit(write=True) as repo:
             result = self.create_in(repo, ctx, body, if_none_exist)
-        self._audit(ctx, "create", rtype, [f"{rtype}/{result.stored.id}"])
+        self._audit(ctx, "create" if result.created else "read", rtype, [f"{rtype}/{result.stored.id}"],
+                    patients=result.patients)
         return result
 
     def create_in(self, repo: Repository, ctx: AccessContext, body: dict[str, Any],
@@ -116,10 +89,10 @@ class FhirService(ServiceBase):
                 return WriteResult(found[0], created=False)
         body = dict(body)
         body["id"] = fid or str(uuid.uuid4())
-        self._check_writable(repo, ctx, body, "create")
+        patients = self.guard.check_write(repo, ctx, body, "create")
         rules.check(repo, body, ctx)
         row = repo.write(body, None, "POST")
-        return WriteResult(self._stored(row), created=True)
+        return WriteResult(self._stored(row), created=True, patients=patients)
 
     def update(self, ctx: AccessContext, rtype: str, fid: str, body: Any, if_match: str | None = None) -> WriteResult:
         self._check_type(rtype)
@@ -128,7 +101,7 @@ class FhirService(ServiceBase):
         validate_resource(body, rtype)
         with self.unit(write=True) as repo:
             result = self.update_in(repo, ctx, rtype, fid, body, if_match)
-        self._audit(ctx, "update", rtype, [f"{rtype}/{fid}"])
+        self._audit(ctx, "update", rtype, [f"{rtype}/{fid}"], patients=result.patients)
         return result
 
     def update_in(self, repo: Repository, ctx: AccessContext, rtype: str, fid: str, body: dict[str, Any],
@@ -140,17 +113,20 @@ class FhirService(ServiceBase):
             raise BadRequest(f"{fid!r} is not a valid FHIR id")
         current = repo.current(rtype, fid)
         if current is not None and not current.deleted:
-            self._check_visible(repo, ctx, rtype, fid, current.pk, "update")
+            self.guard.check_read(repo, ctx, rtype, fid, current.pk, "update")
+        elif current is not None:  # re-creating a deleted resource: only whoever could see what was deleted
+            last = repo.last_live_version(current.pk)
+            self.guard.check_version(repo, ctx, rtype, fid, last.text if last else None, "update")
         if if_match is not None:
             expected = if_match.strip().removeprefix("W/").strip('"')
             if current is None or current.deleted or str(current.version) != expected:
                 have = "none" if current is None else str(current.version)
                 raise PreconditionFailed(f"If-Match {if_match} does not match the current version ({have})")
-        self._check_writable(repo, ctx, body, "update" if current is not None else "create")
+        patients = self.guard.check_write(repo, ctx, body, "update" if current is not None else "create")
         created = current is None or current.deleted
         rules.check(repo, body, ctx)
         row = repo.write(dict(body), current, "PUT")
-        return WriteResult(self._stored(row), created=created)
+        return WriteResult(self._stored(row), created=created, patients=patients)
 
     def conditional_update(self, ctx: AccessContext, rtype: str, query: str, body: Any) -> WriteResult:
         self._check_type(rtype)
@@ -167,36 +143,38 @@ class FhirService(ServiceBase):
                 if body.get("id") not in (None, found[0].id):
                     raise BadRequest("The resource id does not match the resource the condition found")
                 result = self.update_in(repo, ctx, rtype, found[0].id, {**body, "id": found[0].id})
-        self._audit(ctx, "update", rtype, [f"{rtype}/{result.stored.id}"])
+        self._audit(ctx, "update", rtype, [f"{rtype}/{result.stored.id}"], patients=result.patients)
         return result
 
     def delete(self, ctx: AccessContext, rtype: str, fid: str) -> bool:
         """Delete; False when it was already deleted (idempotent)."""
         self._check_type(rtype, fid)
         with self.unit(write=True) as repo:
-            done = self.delete_in(repo, ctx, rtype, fid)
-        self._audit(ctx, "delete", rtype, [f"{rtype}/{fid}"])
+            done, patients = self.delete_in(repo, ctx, rtype, fid)
+        self._audit(ctx, "delete", rtype, [f"{rtype}/{fid}"], patients=patients)
         return done
 
-    def delete_in(self, repo: Repository, ctx: AccessContext, rtype: str, fid: str) -> bool:
+    def delete_in(self, repo: Repository, ctx: AccessContext, rtype: str, fid: str) -> tuple[bool, set[str]]:
+        """Delete inside an open unit; (False when it was already deleted, the patients it belonged to)."""
         current = repo.current(rtype, fid)
         if current is None:
             ctx.require(rtype, "delete")
             raise NotFound(f"{rtype}/{fid} is not known")
         if current.deleted:
-            ctx.require(rtype, "delete")
-            return False
-        self._check_visible(repo, ctx, rtype, fid, current.pk, "delete")
-        repo.flush_index()
-        referrers = repo.s.execute(
-            select(ResourceRow.res_type, ResourceRow.fhir_id).join(ReferenceIndex, ReferenceIndex.res_pk == ResourceRow.pk)
-            .where(ReferenceIndex.target_type == rtype, ReferenceIndex.target_id == fid,
-                   ResourceRow.pk != current.pk, ResourceRow.deleted.is_(False)).limit(3)).all()
+            last = repo.last_live_version(current.pk)
+            self.guard.check_version(repo, ctx, rtype, fid, last.text if last else None, "delete")
+            return False, set()
+        self.guard.check_delete(repo, ctx, rtype, fid, current.pk)
+        referrers = repo.referrers(rtype, fid, current.pk)
         if referrers:
-            names = ", ".join(f"{t}/{i}" for t, i in referrers)
+            names = ", ".join(f"{t}/{i}" for t, i in referrers) if self.guard.names_allowed(
+                ctx, rtype, "delete") else "other resources"
             raise Conflict(f"{rtype}/{fid} is referenced by {names}; delete those first")
+        assert current.text is not None
+        resource = json.loads(current.text)
+        patients = self.guard.patients(repo, resource, self.extractor.rows(resource))
         repo.mark_deleted(current)
-        return True
+        return True, patients
 
     def conditional_delete(self, ctx: AccessContext, rtype: str, query: str) -> int:
         self._check_type(rtype)
@@ -204,8 +182,9 @@ class FhirService(ServiceBase):
             found = self.match(repo, ctx, rtype, query)
             if len(found) > 1:
                 raise PreconditionFailed(f"The condition matched {len(found)} {rtype} resources")
-            for s in found:
-                self.delete_in(repo, ctx, rtype, s.id)
+            gone = [(s.id, self.delete_in(repo, ctx, rtype, s.id)[1]) for s in found]
+        for fid, patients in gone:
+            self._audit(ctx, "delete", rtype, [f"{rtype}/{fid}"], patients=patients)
         return len(found)
 
     # ---- search ----
@@ -224,20 +203,13 @@ class FhirService(ServiceBase):
                     types: list[str] | None = None) -> SearchPage:
         """Run one search page inside a unit of work, enforcing scopes, compartments and filters."""
         repo.flush_index()
-        extra = []
+        extra: list[Any] = []
         driven = False
         if req.resource_type:
-            grants = ctx.require(req.resource_type, "search")
-            limit = ctx.compartment_limit(req.resource_type, grants)
-            if limit is not None:
-                extra.append(self.builder.compartment(limit, req.resource_type))
-                driven = True
-            filters = ctx.filters(grants)
-            if filters:
-                extra.append(self.builder.scope_filters(req.resource_type, filters))
+            extra, driven = self.guard.search_conditions(ctx, req.resource_type)
         elif not ctx.trusted:
             raise Forbidden("Searching across all resource types needs system access")
-        ex = SearchExecutor(repo.s, self.builder, self.codec)
+        ex = SearchExecutor(repo.s, self.guard.builder_for(ctx), self.codec)
         page = ex.run(req, extra, types, extra_driven=driven)
         if req.includes or req.revincludes:
             from .includes import add_includes
@@ -257,5 +229,5 @@ class FhirService(ServiceBase):
         with self.unit() as repo:
             page = self.search_page(repo, ctx, req, types)
         if rtype:
-            self._audit(ctx, "search", rtype, [f"{t}/{i}" for t, i, _ in page.matches[:50]])
+            self._audit(ctx, "search", rtype, [f"{t}/{i}" for t, i, _ in page.matches + page.included])
         return req, page

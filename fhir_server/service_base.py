@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Engine
@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from .access import AccessContext
 from .errors import NotFound
+from .guard import Guard
 from .indexing import Extractor
 from .models import ResourceRow
 from .repository import Repository
@@ -20,7 +21,8 @@ from .search_sql import ConditionBuilder
 from .tables import resource_types
 from .validation import is_valid_id
 
-AuditHook = Callable[[AccessContext, str, str, list[str], bool], None]
+# (caller, action, type, resources touched, succeeded, the patients they belong to when the caller knows them)
+AuditHook = Callable[[AccessContext, str, str, list[str], bool, "Iterable[str] | None"], None]
 
 
 @dataclass
@@ -45,6 +47,7 @@ class Stored:
 class WriteResult:
     stored: Stored
     created: bool
+    patients: set[str] = field(default_factory=set)  # whose compartment the written resource is in
 
 
 class ServiceBase:
@@ -57,6 +60,7 @@ class ServiceBase:
         self.base_url = base_url.rstrip("/")
         self.extractor = Extractor(self.base_url)
         self.builder = ConditionBuilder(self.base_url)
+        self.guard = Guard(self.builder, self.extractor)
         self.codec = CursorCodec(secret)
         self.audit = audit
         self.settle: Callable[[], object] | None = None  # writes queued AuditEvents (AuditLog.flush)
@@ -75,9 +79,11 @@ class ServiceBase:
                 session.rollback()
                 raise
 
-    def _audit(self, ctx: AccessContext, action: str, rtype: str, refs: list[str], ok: bool = True) -> None:
+    def _audit(self, ctx: AccessContext, action: str, rtype: str, refs: list[str], ok: bool = True,
+               patients: Iterable[str] | None = None) -> None:
+        """One access record per interaction of a person or app (the audit log splits it per patient)."""
         if self.audit is not None and not ctx.trusted:
-            self.audit(ctx, action, rtype, refs, ok)
+            self.audit(ctx, action, rtype, refs, ok, patients)
 
     def settle_audit(self, rtype: str | None, items: Iterable[tuple[str, str]] = ()) -> None:
         """Before AuditEvents are read (by type, across types or included), the queued ones are written."""

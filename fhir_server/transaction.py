@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from .repository import Repository
     from .service import FhirService, WriteResult
 
+Access = tuple[str, str, list[str], "set[str] | None"]  # (action, type, resources, their patients if known)
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
 
 
@@ -97,6 +98,7 @@ class BundleProcessor:
                     ids[e["fullUrl"]] = f"{rtype}/{fid}"
             plan.append((n, req, rtype, fid, query, res, e.get("fullUrl")))
         results: dict[int, dict[str, Any]] = {}
+        log: list[Access] = []
         with self.svc.unit(write=True) as repo:
             cache: dict[str, str] = {}
 
@@ -132,9 +134,10 @@ class BundleProcessor:
                     raise self._in_entry(err, n, req) from None
             for n, req, rtype, fid, query, res, full in sorted(plan, key=lambda p: (_ORDER[p[1]["method"]], p[0])):
                 try:
-                    results[n] = self._one(repo, ctx, req, rtype, fid, query, res, full, ids, resolve)
+                    results[n] = self._one(repo, ctx, req, rtype, fid, query, res, full, ids, resolve, log)
                 except FhirError as err:
                     raise self._in_entry(err, n, req) from None
+        self._audit(ctx, log)
         return self._reply("transaction-response", [results[n] for n in range(len(entries))])
 
     @staticmethod
@@ -147,7 +150,8 @@ class BundleProcessor:
 
     def _one(self, repo: "Repository", ctx: AccessContext, req: dict[str, Any], rtype: str, fid: str | None,
              query: str | None, res: dict[str, Any] | None, full: str | None, ids: dict[str, str],
-             resolve: Any) -> dict[str, Any]:
+             resolve: Any, log: list[Access]) -> dict[str, Any]:
+        """One entry inside the open unit; what it touched is added to `log` for the audit after commit."""
         method = req["method"]
         if res is not None:
             _rewrite(res, resolve)
@@ -157,6 +161,8 @@ class BundleProcessor:
             result = self.svc.create_in(repo, ctx, res, req.get("ifNoneExist"), fid=new_id)
             if full and not result.created:
                 ids[full] = f"{rtype}/{result.stored.id}"
+            log.append(("create" if result.created else "read", rtype, [f"{rtype}/{result.stored.id}"],
+                        result.patients))
             return {"response": _response("201 Created" if result.created else "200 OK", result)}
         if method == "PUT":
             assert res is not None
@@ -173,33 +179,38 @@ class BundleProcessor:
             if fid is None:
                 raise BadRequest("PUT needs an id or a condition in its url")
             result = self.svc.update_in(repo, ctx, rtype, fid, res, req.get("ifMatch"))
+            log.append(("update", rtype, [f"{rtype}/{fid}"], result.patients))
             return {"response": _response("201 Created" if result.created else "200 OK", result)}
         if method == "DELETE":
             if query:
                 found = self.svc.match(repo, ctx, rtype, query)
                 if len(found) > 1:
                     raise PreconditionFailed(f"The condition matched {len(found)} resources")
-                for s in found:
-                    self.svc.delete_in(repo, ctx, rtype, s.id)
-            elif fid:
-                self.svc.delete_in(repo, ctx, rtype, fid)
+                targets = [s.id for s in found]
+            else:
+                targets = [fid] if fid else []
+            for target in targets:
+                log.append(("delete", rtype, [f"{rtype}/{target}"], self.svc.delete_in(repo, ctx, rtype, target)[1]))
             return {"response": {"status": "204 No Content"}}
         if method == "PATCH":
             raise BadRequest("PATCH entries are not supported")
-        return self._get(repo, ctx, rtype, fid, query)
+        return self._get(repo, ctx, rtype, fid, query, log)
 
     def _get(self, repo: "Repository", ctx: AccessContext, rtype: str, fid: str | None,
-             query: str | None) -> dict[str, Any]:
+             query: str | None, log: list[Access]) -> dict[str, Any]:
         if fid:
             row = repo.current_text(rtype, fid)
             if row is None or row[3]:
+                ctx.require(rtype, "read")
                 raise NotFound(f"{rtype}/{fid} is not known")
-            self.svc._check_visible(repo, ctx, rtype, fid, row[4])
+            self.svc.guard.check_read(repo, ctx, rtype, fid, row[4])
+            log.append(("read", rtype, [f"{rtype}/{fid}"], None))
             return {"resource": json.loads(row[0] or "{}"), "response": {"status": "200 OK", "etag": f'W/"{row[1]}"'}}
         from urllib.parse import parse_qsl
 
         from .search_parse import parse
         page = self.svc.search_page(repo, ctx, parse(rtype, parse_qsl(query or "")))
+        log.append(("search", rtype, [f"{t}/{i}" for t, i, _ in page.matches + page.included], None))
         bundle = {"resourceType": "Bundle", "type": "searchset", "total": page.total,
                   "entry": [{"fullUrl": f"{self.base}/{t}/{i}", "resource": json.loads(x)} for t, i, x in page.matches]}
         if bundle["total"] is None:
@@ -218,12 +229,19 @@ class BundleProcessor:
                 if req["method"] in ("POST", "PUT"):
                     validate_resource(res, rtype)
                     res = json.loads(json.dumps(res))
+                log: list[Access] = []
                 with self.svc.unit(write=req['method'] != 'GET') as repo:
-                    out.append(self._one(repo, ctx, req, rtype, fid, query, res, None, {}, lambda r: r))
+                    out.append(self._one(repo, ctx, req, rtype, fid, query, res, None, {}, lambda r: r, log))
+                self._audit(ctx, log)
             except FhirError as err:
                 out.append({"response": {"status": f"{err.status} {type(err).__name__}",
                                          "outcome": err.to_operation_outcome()}})
         return self._reply("batch-response", out)
+
+    def _audit(self, ctx: AccessContext, log: list[Access]) -> None:
+        """Each committed entry is audited like the same interaction on its own."""
+        for action, rtype, refs, patients in log:
+            self.svc._audit(ctx, action, rtype, refs, patients=patients)
 
     @staticmethod
     def _reply(btype: str, entries: list[dict[str, Any]]) -> dict[str, Any]:

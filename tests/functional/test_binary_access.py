@@ -37,4 +37,4 @@ def test_patient_token_reads_own_binary_but_not_another_patients(fhir):
     else:
         raise AssertionError("a patient token read another patient's Binary")
     _, page = fhir.search(ctx, "Binary", [])
-    assert {i for _, i, _ in page.matches} == {own_ctx}
+    assert {i for _, i, _ in page.matches} == {own_doc, own_ctx}  # the practice's document filed its Binary
