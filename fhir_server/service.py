@@ -30,7 +30,11 @@ class FhirService(ServiceBase):
             text, version, updated, pk = self._found(ctx, rtype, fid, read_current_text(self.engine, rtype, fid))
         else:
             with self.unit() as repo:
-                text, version, updated, pk = self._found(ctx, rtype, fid, repo.current_text(rtype, fid))
+                row = repo.current_text(rtype, fid)
+                if row is not None and row[3]:  # deleted: 410 only to whoever could see what was deleted
+                    last = repo.last_live_version(row[4])
+                    self.guard.check_version(repo, ctx, rtype, fid, last.text if last else None, "read")
+                text, version, updated, pk = self._found(ctx, rtype, fid, row)
                 self.guard.check_read(repo, ctx, rtype, fid, pk)
         self._audit(ctx, "read", rtype, [f"{rtype}/{fid}"])
         return Stored(rtype, fid, version, updated, text)
