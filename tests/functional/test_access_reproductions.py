@@ -89,9 +89,9 @@ def test_1_the_portal_serves_no_binary_through_a_pointer_alex_wrote(alex: Caller
         "resourceType": "DocumentReference", "status": "current", "subject": {"reference": "Patient/alex"},
         "content": [{"attachment": {"contentType": "text/plain", "url": "Binary/bin-sam-psych"}}]}), 201)
     page = client.get(f"/health/documents/{doc['id']}")
-    assert "psychiatry" not in page.get_data(as_text=True)
+    assert page.status_code == 404 and "psychiatry" not in page.get_data(as_text=True)
     raw = client.get(f"/health/documents/{doc['id']}/content")
-    assert b"psychiatry" not in raw.get_data()
+    assert raw.status_code == 404 and b"psychiatry" not in raw.get_data()
 
 
 def test_1_has_on_documents_is_no_prefix_oracle(alex: Caller) -> None:
