@@ -120,6 +120,11 @@ class Repository:
                 out[pk] = (rtype, fid, text or "")
         return out
 
+    def live_texts(self, rtype: str) -> list[str]:
+        """The current text of every live resource of a type (maintenance steps, not requests)."""
+        return [t for t in self.s.execute(select(ResourceRow.text).where(
+            ResourceRow.res_type == rtype, ResourceRow.deleted.is_(False)).order_by(ResourceRow.pk)).scalars() if t]
+
     def in_compartment(self, pk: int, patient_ids: frozenset[str]) -> bool:
         return self.s.execute(select(CompartmentIndex.id).where(
             CompartmentIndex.res_pk == pk, CompartmentIndex.patient_id.in_(patient_ids)).limit(1)).first() is not None

@@ -59,3 +59,30 @@ def take_pending_context(repo: "Repository", resource: dict[str, Any], ctx: Acce
     patient = repo.s.info.get(_PENDING, {}).pop(resource.get("id"), None)
     if patient and not resource.get("securityContext") and _unconfined(ctx, "Binary"):
         resource["securityContext"] = {"reference": f"Patient/{patient}"}
+
+
+def file_existing_binaries(repo: "Repository", documents: list[dict[str, Any]]) -> int:
+    """Give each unfiled Binary the patient of the documents that point at it, when they all agree.
+
+    For databases written before Binaries were filed: a pointer there may have been written by any
+    caller, so a Binary whose documents name different patients is left unfiled (no patient's
+    callers see it until the practice files it). Returns how many Binaries were filed.
+    """
+    subjects: dict[str, set[str | None]] = {}
+    for doc in documents:
+        patient = _local_id(repo, (doc.get("subject") or {}).get("reference"), "Patient")
+        for content in doc.get("content") or []:
+            bid = _local_id(repo, ((content or {}).get("attachment") or {}).get("url"), "Binary")
+            if bid is not None:
+                subjects.setdefault(bid, set()).add(patient)
+    filed = 0
+    for bid, patients in sorted(subjects.items()):
+        current = repo.current("Binary", bid)
+        if len(patients) != 1 or None in patients or current is None or current.deleted or current.text is None:
+            continue
+        binary = json.loads(current.text)
+        if not binary.get("securityContext"):
+            binary["securityContext"] = {"reference": f"Patient/{next(iter(patients))}"}
+            repo.write(binary, current, "PUT")
+            filed += 1
+    return filed

@@ -235,3 +235,11 @@ class FhirService(ServiceBase):
         if rtype:
             self._audit(ctx, "search", rtype, [f"{t}/{i}" for t, i, _ in page.matches + page.included])
         return req, page
+
+    # ---- maintenance ----
+    def file_document_binaries(self) -> int:
+        """Upgrade step: file the Binaries of earlier releases' documents under their patient (README, Access rules)."""
+        from .rules_documents import file_existing_binaries
+        with self.unit(write=True) as repo:
+            texts = repo.live_texts("DocumentReference")
+            return file_existing_binaries(repo, [json.loads(t) for t in texts])

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import base64
 
+import pytest
+
 from fhir_server.access import AccessContext
 from fhir_server.errors import NotFound
 
@@ -38,3 +40,28 @@ def test_patient_token_reads_own_binary_but_not_another_patients(fhir):
         raise AssertionError("a patient token read another patient's Binary")
     _, page = fhir.search(ctx, "Binary", [])
     assert {i for _, i, _ in page.matches} == {own_doc, own_ctx}  # the practice's document filed its Binary
+
+
+def _raw(fhir, resource):
+    """Store as an earlier release did: no rules, so no Binary is filed by its document."""
+    with fhir.unit(write=True) as repo:
+        repo.write(dict(resource), None, "POST")
+
+
+def test_upgrade_files_earlier_binaries_only_where_their_documents_agree(fhir):
+    alex, sam = _patient(fhir, "Alex"), _patient(fhir, "Sam")
+    for bid in ("old-own", "old-disputed"):
+        _raw(fhir, {"resourceType": "Binary", "id": bid, "contentType": "text/plain", "data": "aGk="})
+    for did, pid, bid in (("d1", alex, "old-own"), ("d2", sam, "old-disputed"), ("d3", alex, "old-disputed")):
+        _raw(fhir, {"resourceType": "DocumentReference", "id": did, "status": "current",
+                    "subject": {"reference": f"Patient/{pid}"},
+                    "content": [{"attachment": {"contentType": "text/plain", "url": f"Binary/{bid}"}}]})
+    ctx = AccessContext.from_scopes(["patient/*.rs"], patient_id=alex, user=f"Patient/{alex}")
+    for bid in ("old-own", "old-disputed"):
+        with pytest.raises(NotFound):
+            fhir.read(ctx, "Binary", bid)
+    assert fhir.file_document_binaries() == 1
+    assert fhir.read(ctx, "Binary", "old-own").json()["securityContext"] == {"reference": f"Patient/{alex}"}
+    with pytest.raises(NotFound):
+        fhir.read(ctx, "Binary", "old-disputed")  # Sam's document and Alex's pointer disagree: filed by no one
+    assert fhir.file_document_binaries() == 0  # idempotent
