@@ -12,9 +12,9 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from fhir_server.dates import now_instant
 from fhir_server.indexing import Extractor, compartment_rows
 from fhir_server.models import INDEX_TABLES, CompartmentIndex, ResourceRow, ResourceVersion
+from fhir_server.r4.dates import now_instant
 from fhir_server.repository import dumps
 
 METHOD = "PUT"  # what update-as-create with a client-assigned id records, as an EHR push does

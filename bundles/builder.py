@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fhir_server.access import AccessContext
-from fhir_server.dates import now_instant
 from fhir_server.errors import FhirError
 from fhir_server.everything import EverythingRequest, everything
+from fhir_server.r4.dates import now_instant
 from fhir_server.service import FhirService
 
 # Access records are about the record, not part of it: never sent or downloaded.

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from fhir_server.access import AccessContext
 from fhir_server.audit import AuditLog, audit_event
-from fhir_server.dates import now_instant
+from fhir_server.r4.dates import now_instant
 from fhir_server.service import FhirService
 
 from . import builder, crypto, mails, repository

@@ -84,8 +84,8 @@ def _no_authorization_server() -> Any:
 def _patient_name(fhir: Any, patient_id: str) -> str:
     """A patient's display name ("Given Family") for menus and banners."""
     from fhir_server.access import AccessContext
-    from fhir_server.display import human_name
     from fhir_server.errors import FhirError
+    from fhir_server.r4.display import human_name
     try:
         res = fhir.read(AccessContext.system("portal"), "Patient", patient_id).json()
     except FhirError:

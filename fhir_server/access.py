@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
 from .errors import Forbidden
-from .tables import compartment_params
+from .r4.tables import compartment_params
 
 # interaction -> the SMART v2 permission letter it needs
 PERMISSION = {"create": "c", "read": "r", "vread": "r", "history": "r", "update": "u", "patch": "u",

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from .access import AccessContext
-from .dates import now_instant
+from .r4.dates import now_instant
 
 if TYPE_CHECKING:
     from .service import FhirService

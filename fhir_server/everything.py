@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING
 from sqlalchemy import and_, or_, select
 
 from .access import AccessContext
-from .dates import parse_range
 from .errors import BadRequest, NotFound
 from .models import CompartmentIndex, ReferenceIndex, ResourceRow
+from .r4.dates import parse_range
+from .r4.tables import compartment_params, patient_compartment, resource_types
 from .search import SearchExecutor
-from .tables import compartment_params, patient_compartment, resource_types
 
 if TYPE_CHECKING:
     from .service import FhirService

@@ -36,9 +36,9 @@ from .access import AccessContext
 from .errors import Forbidden, NotFound
 from .indexing import Extractor, compartment_rows, split_reference
 from .models import CompartmentIndex
+from .r4.tables import compartment_params
 from .repository import Repository
 from .search_sql import ConditionBuilder
-from .tables import compartment_params
 
 
 class Guard:

@@ -6,9 +6,9 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from .access import AccessContext
-from .dates import parse_range
 from .errors import BadRequest, FhirError, Forbidden, NotFound
 from .models import ResourceVersion
+from .r4.dates import parse_range
 
 if TYPE_CHECKING:
     from .repository import Repository

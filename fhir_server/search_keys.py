@@ -26,10 +26,10 @@ from sqlalchemy.sql import operators, visitors
 from sqlalchemy.sql.elements import BinaryExpression, ColumnClause, Label
 from sqlalchemy.sql.selectable import ScalarSelect
 
-from .dates import MAX_MS, MIN_MS
 from .errors import BadRequest
 from .models import INDEX_TABLES, ResourceRow
-from .tables import search_params
+from .r4.dates import MAX_MS, MIN_MS
+from .r4.tables import search_params
 
 if TYPE_CHECKING:
     from .search_parse import SearchRequest

@@ -5,7 +5,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .errors import BadRequest
-from .tables import resource_types, search_params
+from .r4.tables import resource_types, search_params
 
 RESULT_PARAMS = {"_count", "_sort", "_include", "_revinclude", "_summary", "_elements", "_total", "_cursor",
                  "_format", "_pretty", "_include:iterate", "_revinclude:iterate", "_contained",

@@ -15,11 +15,11 @@ from .errors import NotFound
 from .guard import Guard
 from .indexing import Extractor
 from .models import ResourceRow
+from .r4.tables import resource_types
+from .r4.validation import is_valid_id
 from .repository import Repository
 from .search import CursorCodec
 from .search_sql import ConditionBuilder
-from .tables import resource_types
-from .validation import is_valid_id
 
 # (caller, action, type, resources touched, succeeded, the patients they belong to when the caller knows them)
 AuditHook = Callable[[AccessContext, str, str, list[str], bool, "Iterable[str] | None"], None]

@@ -8,8 +8,8 @@ from urllib.parse import urlsplit
 
 from .access import AccessContext
 from .errors import BadRequest, FhirError, NotFound, PreconditionFailed
-from .tables import resource_types
-from .validation import validate_resource
+from .r4.tables import resource_types
+from .r4.validation import validate_resource
 
 if TYPE_CHECKING:
     from .repository import Repository

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from fhir_server.access import AccessContext
-from fhir_server.display import concept_text
 from fhir_server.errors import FhirError
+from fhir_server.r4.display import concept_text
 from fhir_server.service import FhirService
 
 from .fhir_data import PortalError, ref_id, search_all, search_page, when_text

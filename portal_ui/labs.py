@@ -6,7 +6,7 @@ from datetime import UTC
 from typing import Any
 
 from fhir_server.access import AccessContext
-from fhir_server.display import concept_text
+from fhir_server.r4.display import concept_text
 from fhir_server.service import FhirService
 
 from . import charts

@@ -12,8 +12,8 @@ from flask import Blueprint, Flask, current_app, redirect, render_template, requ
 from werkzeug.exceptions import HTTPException
 
 from fhir_server.access import AccessContext
-from fhir_server.display import human_name
 from fhir_server.errors import FhirError
+from fhir_server.r4.display import human_name
 from fhir_server.service import FhirService
 from smart_auth.accounts import session as auth
 

@@ -1,4 +1,4 @@
-"""Generate fhir_server/data/*.json from the official R4 artefacts in ../shared/fhir-r4.
+"""Generate fhir_server/r4/data/*.json from the official R4 artefacts in ../shared/fhir-r4.
 
 The installed product never reads ../shared at run time: this committed script turns the R4 JSON
 schema, the SearchParameter bundle and the Patient CompartmentDefinition into compact tables that
@@ -15,7 +15,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SRC = ROOT.parent / "shared" / "fhir-r4"
-OUT = ROOT / "fhir_server" / "data"
+OUT = ROOT / "fhir_server" / "r4" / "data"
 
 PRIMITIVE_JSON = {"string", "number", "boolean"}
 

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from fhir_server.access import AccessContext
 from fhir_server.errors import FhirError
-from fhir_server.validation import validate_resource
+from fhir_server.r4.validation import validate_resource
 
 from .errors import InputError, NotAllowed
 from .models import PatientAccess, User, utcnow

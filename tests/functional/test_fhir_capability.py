@@ -36,7 +36,7 @@ def test_metadata_parses_as_r4_and_is_completed_at_run_time(cs: dict[str, Any]) 
 
 def test_server_search_params_and_types_are_all_advertised(cs: dict[str, Any]) -> None:
     """Every (type, search parameter) the server indexes is in the statement, and nothing else is."""
-    from fhir_server.tables import resource_types, search_params
+    from fhir_server.r4.tables import resource_types, search_params
     advertised = {r["type"]: {p["name"]: p["type"] for p in r["searchParam"]} for r in cs["rest"][0]["resource"]}
     assert set(advertised) == set(resource_types())
     for rtype, params in search_params().items():

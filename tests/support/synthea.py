@@ -172,7 +172,7 @@ def _references(node: Any) -> Iterator[str]:
 
 @lru_cache(maxsize=1)
 def compartment_definition() -> dict[str, list[str]]:
-    return json.loads((ROOT / "fhir_server" / "data" / "compartment_patient.json").read_text())  # type: ignore[no-any-return]
+    return json.loads((ROOT / "fhir_server" / "r4" / "data" / "compartment_patient.json").read_text())  # type: ignore[no-any-return]
 
 
 @lru_cache(maxsize=1)

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from fhir_server.dates import http_date, instant_of, now_instant, parse_range
+from fhir_server.r4.dates import http_date, instant_of, now_instant, parse_range
 
 
 def ms(*args: int, tz: timezone = UTC) -> int:

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from fhir_server.tables import compartment_params, r4_types, resource_types, search_params, summary_elements
+from fhir_server.r4.tables import compartment_params, r4_types, resource_types, search_params, summary_elements
 from tests.conftest import ROOT, SHARED
 from tests.support.r4_minimal import r4_resource_types, required_elements
 
@@ -33,7 +33,7 @@ def test_resource_types_are_exactly_r4_and_no_vendor_types() -> None:
 def test_every_official_search_parameter_is_indexed_or_listed_as_skipped() -> None:
     """Each R4 SearchParameter of a supported type appears on each base, or in SOURCE.txt's skipped list."""
     bundle = json.loads((R4 / "search-parameters.json").read_text())
-    skipped = (ROOT / "fhir_server" / "data" / "SOURCE.txt").read_text()
+    skipped = (ROOT / "fhir_server" / "r4" / "data" / "SOURCE.txt").read_text()
     missing = []
     for e in bundle["entry"]:
         sp = e["resource"]
@@ -80,7 +80,7 @@ def test_committed_tables_are_what_the_generator_produces(tmp_path: Path) -> Non
     """Running scripts/gen_fhir_tables.py on ../shared/fhir-r4 reproduces the packaged data byte for byte."""
     _script("gen_fhir_tables").main(["--src", str(R4), "--out", str(tmp_path)])
     for name in ("r4_types.json", "search_params.json", "compartment_patient.json", "summary_elements.json"):
-        assert (tmp_path / name).read_bytes() == (ROOT / "fhir_server" / "data" / name).read_bytes(), name
+        assert (tmp_path / name).read_bytes() == (ROOT / "fhir_server" / "r4" / "data" / name).read_bytes(), name
 
 
 def test_committed_capability_statement_is_what_the_generator_produces() -> None:

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from fhir_server.errors import BadRequest, FhirError, Unprocessable
-from fhir_server.validation import MAX_ISSUES, is_valid_id, validate_resource
+from fhir_server.r4.validation import MAX_ISSUES, is_valid_id, validate_resource
 from tests.support.synthea import patients
 
 

@@ -1,7 +1,7 @@
 """R4 validation of incoming resources: the one place that decides what "valid R4" means.
 
 fhir.resources 8 ships R4B models only, so structural validation uses the exact R4 element model
-generated from the official R4 JSON schema (fhir_server/data/r4_types.json): element names,
+generated from the official R4 JSON schema (fhir_server/r4/data/r4_types.json): element names,
 types, cardinality (arrays vs single values, required elements), primitive formats and
 required-binding codes.  Each problem becomes an OperationOutcome issue naming its element.
 """
@@ -12,7 +12,7 @@ import re
 from functools import cache
 from typing import Any
 
-from .errors import BadRequest, Unprocessable
+from ..errors import BadRequest, Unprocessable
 from .tables import r4_types, resource_types
 
 MAX_ISSUES = 50
