@@ -12,10 +12,10 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from fhir_server.indexing import Extractor, compartment_rows
-from fhir_server.models import INDEX_TABLES, CompartmentIndex, ResourceRow, ResourceVersion
 from fhir_server.r4.dates import now_instant
-from fhir_server.repository import dumps
+from fhir_server.storage.indexing import Extractor, compartment_rows
+from fhir_server.storage.models import INDEX_TABLES, CompartmentIndex, ResourceRow, ResourceVersion
+from fhir_server.storage.repository import dumps
 
 METHOD = "PUT"  # what update-as-create with a client-assigned id records, as an EHR push does
 RESOURCE_COLS = ["pk", "res_type", "fhir_id", "version", "updated_ms", "last_updated", "deleted", "text"]

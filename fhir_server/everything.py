@@ -8,10 +8,10 @@ from sqlalchemy import and_, or_, select
 
 from .access import AccessContext
 from .errors import BadRequest, NotFound
-from .models import CompartmentIndex, ReferenceIndex, ResourceRow
 from .r4.dates import parse_range
 from .r4.tables import compartment_params, patient_compartment, resource_types
 from .search import SearchExecutor
+from .storage.models import CompartmentIndex, ReferenceIndex, ResourceRow
 
 if TYPE_CHECKING:
     from .service import FhirService

@@ -34,11 +34,11 @@ from sqlalchemy import ColumnElement, select
 
 from .access import AccessContext
 from .errors import Forbidden, NotFound
-from .indexing import Extractor, compartment_rows, split_reference
-from .models import CompartmentIndex
 from .r4.tables import compartment_params
-from .repository import Repository
 from .search_sql import ConditionBuilder
+from .storage.indexing import Extractor, compartment_rows, split_reference
+from .storage.models import CompartmentIndex
+from .storage.repository import Repository
 
 
 class Guard:

@@ -7,12 +7,12 @@ from sqlalchemy import select
 
 from .access import AccessContext
 from .errors import BadRequest, FhirError, Forbidden, NotFound
-from .models import ResourceVersion
 from .r4.dates import parse_range
+from .storage.models import ResourceVersion
 
 if TYPE_CHECKING:
-    from .repository import Repository
     from .service import FhirService
+    from .storage.repository import Repository
 
 
 def history(svc: "FhirService", ctx: AccessContext, rtype: str | None, fid: str | None, since: str | None,

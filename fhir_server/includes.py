@@ -8,8 +8,8 @@ from .search import SearchExecutor, SearchPage
 from .search_parse import SearchRequest
 
 if TYPE_CHECKING:
-    from .repository import Repository
     from .service import FhirService
+    from .storage.repository import Repository
 
 MAX_ITERATIONS = 3
 MAX_INCLUDED = 2000

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from .access import AccessContext
 
 if TYPE_CHECKING:
-    from .repository import Repository
+    from .storage.repository import Repository
 
 Rule = Callable[["Repository", dict[str, Any], AccessContext], None]
 RULES: dict[str, list[Rule]] = {}

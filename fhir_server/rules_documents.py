@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 from . import rules
 from .access import AccessContext
-from .indexing import split_reference
+from .storage.indexing import split_reference
 
 if TYPE_CHECKING:
-    from .repository import Repository
+    from .storage.repository import Repository
 
 _PENDING = "fhir_pending_binary_context"  # Binary id -> patient, for Binaries later in the same unit
 

@@ -14,10 +14,10 @@ from sqlalchemy import select
 from . import rules
 from .access import AccessContext
 from .errors import Unprocessable
-from .models import CompartmentIndex, ResourceRow
+from .storage.models import CompartmentIndex, ResourceRow
 
 if TYPE_CHECKING:
-    from .repository import Repository
+    from .storage.repository import Repository
 
 CATEGORY_SYSTEM = "urn:carespace:message-category"
 PATIENT_CATEGORIES = {"rx": "Rx", "health": "Health"}

@@ -12,10 +12,10 @@ from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
 from .errors import BadRequest
-from .models import ReferenceIndex, ResourceRow
 from .search_keys import KeyPlan
 from .search_parse import SearchRequest
 from .search_sql import ConditionBuilder
+from .storage.models import ReferenceIndex, ResourceRow
 
 _STR_MAX, _STR_MIN = "\U0010ffff", ""
 

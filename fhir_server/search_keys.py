@@ -27,9 +27,9 @@ from sqlalchemy.sql.elements import BinaryExpression, ColumnClause, Label
 from sqlalchemy.sql.selectable import ScalarSelect
 
 from .errors import BadRequest
-from .models import INDEX_TABLES, ResourceRow
 from .r4.dates import MAX_MS, MIN_MS
 from .r4.tables import search_params
+from .storage.models import INDEX_TABLES, ResourceRow
 
 if TYPE_CHECKING:
     from .search_parse import SearchRequest

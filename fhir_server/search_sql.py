@@ -13,12 +13,12 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, and_, exists, false, not_, or_, select, true
 
 from .errors import BadRequest
-from .indexing import normalize, split_reference
-from .models import INDEX_TABLES, CompartmentIndex, ReferenceIndex
 from .r4.dates import parse_range
 from .r4.tables import resource_types, search_params
 from .search_keys import CANDIDATE, RESOURCE, ROW
 from .search_parse import Criterion, prefix_of
+from .storage.indexing import normalize, split_reference
+from .storage.models import INDEX_TABLES, CompartmentIndex, ReferenceIndex
 
 # Parameters likely to be selective: they drive the query (IN), the rest are correlated EXISTS.
 _DRIVER_TYPES = ("reference", "token")

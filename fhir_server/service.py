@@ -10,10 +10,10 @@ from . import rules
 from .access import AccessContext
 from .errors import BadRequest, Conflict, Forbidden, Gone, NotFound, PreconditionFailed
 from .r4.validation import is_valid_id, validate_resource
-from .repository import CurrentText, Repository, read_current_text
 from .search import SearchExecutor, SearchPage
 from .search_parse import SearchRequest, parse
 from .service_base import ServiceBase, Stored, WriteResult
+from .storage.repository import CurrentText, Repository, read_current_text
 
 
 class FhirService(ServiceBase):

@@ -13,13 +13,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from .access import AccessContext
 from .errors import NotFound
 from .guard import Guard
-from .indexing import Extractor
-from .models import ResourceRow
 from .r4.tables import resource_types
 from .r4.validation import is_valid_id
-from .repository import Repository
 from .search import CursorCodec
 from .search_sql import ConditionBuilder
+from .storage.indexing import Extractor
+from .storage.models import ResourceRow
+from .storage.repository import Repository
 
 # (caller, action, type, resources touched, succeeded, the patients they belong to when the caller knows them)
 AuditHook = Callable[[AccessContext, str, str, list[str], bool, "Iterable[str] | None"], None]

@@ -12,8 +12,8 @@ from .r4.tables import resource_types
 from .r4.validation import validate_resource
 
 if TYPE_CHECKING:
-    from .repository import Repository
     from .service import FhirService, WriteResult
+    from .storage.repository import Repository
 
 Access = tuple[str, str, list[str], "set[str] | None"]  # (action, type, resources, their patients if known)
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}

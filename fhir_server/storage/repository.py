@@ -9,9 +9,9 @@ from sqlalchemy import Engine, bindparam, delete, func, insert, select, update
 from sqlalchemy import text as sql_text
 from sqlalchemy.orm import Session
 
+from ..r4.dates import instant_of, now_instant
 from .indexing import Extractor, compartment_rows
 from .models import INDEX_TABLES, CompartmentIndex, ReferenceIndex, ResourceRow, ResourceVersion
-from .r4.dates import instant_of, now_instant
 
 _BUFFER_KEY = "fhir_index_buffer"
 _VERSIONS_KEY = "fhir_version_buffer"

@@ -5,8 +5,8 @@ import unicodedata
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from .r4.dates import MAX_MS, MIN_MS, parse_range
-from .r4.tables import compartment_params, search_params
+from ..r4.dates import MAX_MS, MIN_MS, parse_range
+from ..r4.tables import compartment_params, search_params
 
 # Search parameters served from fhir_resource columns instead of index rows.
 NATIVE_PARAMS = {"_id", "_lastUpdated"}
