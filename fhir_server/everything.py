@@ -10,7 +10,7 @@ from .access import AccessContext
 from .errors import BadRequest, NotFound
 from .r4.dates import parse_range
 from .r4.tables import compartment_params, patient_compartment, resource_types
-from .search import SearchExecutor
+from .search.executor import SearchExecutor
 from .storage.models import CompartmentIndex, ReferenceIndex, ResourceRow
 
 if TYPE_CHECKING:

@@ -35,7 +35,7 @@ from sqlalchemy import ColumnElement, select
 from .access import AccessContext
 from .errors import Forbidden, NotFound
 from .r4.tables import compartment_params
-from .search_sql import ConditionBuilder
+from .search.conditions import ConditionBuilder
 from .storage.indexing import Extractor, compartment_rows, split_reference
 from .storage.models import CompartmentIndex
 from .storage.repository import Repository

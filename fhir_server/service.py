@@ -10,8 +10,8 @@ from . import rules
 from .access import AccessContext
 from .errors import BadRequest, Conflict, Forbidden, Gone, NotFound, PreconditionFailed
 from .r4.validation import is_valid_id, validate_resource
-from .search import SearchExecutor, SearchPage
-from .search_parse import SearchRequest, parse
+from .search.executor import SearchExecutor, SearchPage
+from .search.parse import SearchRequest, parse
 from .service_base import ServiceBase, Stored, WriteResult
 from .storage.repository import CurrentText, Repository, read_current_text
 
@@ -216,7 +216,7 @@ class FhirService(ServiceBase):
         ex = SearchExecutor(repo.s, self.guard.builder_for(ctx), self.codec)
         page = ex.run(req, extra, types, extra_driven=driven)
         if req.includes or req.revincludes:
-            from .includes import add_includes
+            from .search.includes import add_includes
             add_includes(self, repo, ctx, ex, req, page)
         return page
 

@@ -15,8 +15,8 @@ from .errors import NotFound
 from .guard import Guard
 from .r4.tables import resource_types
 from .r4.validation import is_valid_id
-from .search import CursorCodec
-from .search_sql import ConditionBuilder
+from .search.conditions import ConditionBuilder
+from .search.executor import CursorCodec
 from .storage.indexing import Extractor
 from .storage.models import ResourceRow
 from .storage.repository import Repository

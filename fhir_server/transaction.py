@@ -208,7 +208,7 @@ class BundleProcessor:
             return {"resource": json.loads(row[0] or "{}"), "response": {"status": "200 OK", "etag": f'W/"{row[1]}"'}}
         from urllib.parse import parse_qsl
 
-        from .search_parse import parse
+        from .search.parse import parse
         page = self.svc.search_page(repo, ctx, parse(rtype, parse_qsl(query or "")))
         log.append(("search", rtype, [f"{t}/{i}" for t, i, _ in page.matches + page.included], None))
         bundle = {"resourceType": "Bundle", "type": "searchset", "total": page.total,

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from fhir_server.r4.tables import resource_types, search_params  # noqa: E402
-from fhir_server.search_parse import RESULT_PARAMS  # noqa: E402
+from fhir_server.search.parse import RESULT_PARAMS  # noqa: E402
 
 INTERACTIONS = ["read", "vread", "update", "delete", "history-instance", "history-type", "create", "search-type"]
 SEARCH_DOC = {"token": "system|code, :not :text :missing", "string": "starts-with, :exact :contains :missing",

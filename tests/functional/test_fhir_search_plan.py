@@ -9,8 +9,9 @@ import pytest
 from sqlalchemy import select
 
 from fhir_server.access import AccessContext
-from fhir_server.search_keys import RESOURCE, ROW, KeyPlan, sort_key
-from fhir_server.search_parse import parse
+from fhir_server.search.parse import parse
+from fhir_server.search.plan import KeyPlan, sort_key
+from fhir_server.search.rows import RESOURCE, ROW
 
 SYSTEM = AccessContext.system("tests")
 CAT = "http://terminology.hl7.org/CodeSystem/observation-category"

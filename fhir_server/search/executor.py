@@ -11,11 +11,11 @@ from typing import Any
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
-from .errors import BadRequest
-from .search_keys import KeyPlan
-from .search_parse import SearchRequest
-from .search_sql import ConditionBuilder
-from .storage.models import ReferenceIndex, ResourceRow
+from ..errors import BadRequest
+from ..storage.models import ReferenceIndex, ResourceRow
+from .conditions import ConditionBuilder
+from .parse import SearchRequest
+from .plan import KeyPlan
 
 _STR_MAX, _STR_MIN = "\U0010ffff", ""
 

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .access import AccessContext
-from .search import SearchExecutor, SearchPage
-from .search_parse import SearchRequest
+from ..access import AccessContext
+from .executor import SearchExecutor, SearchPage
+from .parse import SearchRequest
 
 if TYPE_CHECKING:
-    from .service import FhirService
-    from .storage.repository import Repository
+    from ..service import FhirService
+    from ..storage.repository import Repository
 
 MAX_ITERATIONS = 3
 MAX_INCLUDED = 2000

@@ -4,8 +4,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from .errors import BadRequest
-from .r4.tables import resource_types, search_params
+from ..errors import BadRequest
+from ..r4.tables import resource_types, search_params
 
 RESULT_PARAMS = {"_count", "_sort", "_include", "_revinclude", "_summary", "_elements", "_total", "_cursor",
                  "_format", "_pretty", "_include:iterate", "_revinclude:iterate", "_contained",

@@ -1,7 +1,7 @@
 """Turn parsed search criteria into SQLAlchemy conditions on fhir_resource (index-table subqueries).
 
 Conditions test a resource given as `row`: fhir_resource's own columns (ROW), an alias's (subqueries), or a
-KeyRow that has only the key, whose other columns raise NeedsRow (search_keys plans a search on index tables).
+KeyRow that has only the key, whose other columns raise NeedsRow (search.plan plans a search on index tables).
 """
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, exists, false, not_, or_, select, true
 
-from .errors import BadRequest
-from .r4.dates import parse_range
-from .r4.tables import resource_types, search_params
-from .search_keys import CANDIDATE, RESOURCE, ROW
-from .search_parse import Criterion, prefix_of
-from .storage.indexing import normalize, split_reference
-from .storage.models import INDEX_TABLES, CompartmentIndex, ReferenceIndex
+from ..errors import BadRequest
+from ..r4.dates import parse_range
+from ..r4.tables import resource_types, search_params
+from ..storage.indexing import normalize, split_reference
+from ..storage.models import INDEX_TABLES, CompartmentIndex, ReferenceIndex
+from .parse import Criterion, prefix_of
+from .rows import CANDIDATE, RESOURCE, ROW
 
 # Parameters likely to be selective: they drive the query (IN), the rest are correlated EXISTS.
 _DRIVER_TYPES = ("reference", "token")
@@ -272,7 +272,7 @@ class ConditionBuilder:
         """SMART v2 scope query filters (e.g. category=...|laboratory), ORed across grants."""
         if not filters:
             return true()
-        from .search_parse import _criterion  # local: keeps the parser free of SQL imports
+        from .parse import _criterion  # local: keeps the parser free of SQL imports
         alts = []
         for flt in filters:
             conds = []
