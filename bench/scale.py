@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 
 from sqlalchemy import text
 
-from fhir_server.access import AccessContext
+from fhir_server.access.context import AccessContext
 
 from .bulkload import BulkLoader
 from .measure import Client, summary

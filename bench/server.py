@@ -60,7 +60,7 @@ def dispatcher(config: dict[str, Any]) -> Callable[..., Iterable[bytes]]:
     access context (no token, no audit), to separate the FHIR layer's cost; /uncached/fhir/...: the real app
 with the token cache off (the token looked up on every request); /floor/...: the floor."""
     from carespace import create_app
-    from fhir_server.access import AccessContext
+    from fhir_server.access.context import AccessContext
     from fhir_server.fastpath import HeaderResolver
     app = create_app(config)
     trusted_ctx = AccessContext.system("bench")

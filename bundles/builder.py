@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from fhir_server.access import AccessContext
+from fhir_server.access.context import AccessContext
 from fhir_server.errors import FhirError
 from fhir_server.everything import EverythingRequest, everything
 from fhir_server.r4.dates import now_instant

@@ -83,7 +83,7 @@ def _no_authorization_server() -> Any:
 
 def _patient_name(fhir: Any, patient_id: str) -> str:
     """A patient's display name ("Given Family") for menus and banners."""
-    from fhir_server.access import AccessContext
+    from fhir_server.access.context import AccessContext
     from fhir_server.errors import FhirError
     from fhir_server.r4.display import human_name
     try:

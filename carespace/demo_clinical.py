@@ -11,7 +11,7 @@ import zlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from fhir_server.access import AccessContext
+from fhir_server.access.context import AccessContext
 from fhir_server.service import FhirService
 
 DEMO = "urn:carespace:demo"

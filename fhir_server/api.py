@@ -8,7 +8,7 @@ from flask import Blueprint, Flask, Response, current_app, request
 from flask.sessions import SecureCookieSessionInterface
 from werkzeug.exceptions import HTTPException
 
-from .access import AccessContext
+from .access.context import AccessContext
 from .bundle_text import history_bundle, search_bundle, shape
 from .errors import BadRequest, FhirError, MethodNotAllowed, NotFound, outcome
 from .everything import EverythingRequest, everything

@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from .access import AccessContext
+from .access.context import AccessContext
 from .r4.dates import now_instant
 
 if TYPE_CHECKING:

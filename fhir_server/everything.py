@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import and_, or_, select
 
-from .access import AccessContext
+from .access.context import AccessContext
 from .errors import BadRequest, NotFound
 from .r4.dates import parse_range
 from .r4.tables import compartment_params, patient_compartment, resource_types

@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
-from .access import AccessContext
+from .access.context import AccessContext
 from .errors import BadRequest, FhirError, Forbidden, NotFound
 from .r4.dates import parse_range
 from .storage.models import ResourceVersion

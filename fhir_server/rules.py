@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .access import AccessContext
+from .access.context import AccessContext
 
 if TYPE_CHECKING:
     from .storage.repository import Repository

@@ -13,7 +13,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from . import rules
-from .access import AccessContext
+from .access.context import AccessContext
 from .storage.indexing import split_reference
 
 if TYPE_CHECKING:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from . import rules
-from .access import AccessContext
+from .access.context import AccessContext
 from .errors import Unprocessable
 from .storage.models import CompartmentIndex, ResourceRow
 

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from . import rules
-from .access import AccessContext
+from .access.context import AccessContext
 from .errors import BadRequest, Conflict, Forbidden, Gone, NotFound, PreconditionFailed
 from .r4.validation import is_valid_id, validate_resource
 from .search.executor import SearchExecutor, SearchPage

@@ -10,9 +10,9 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from .access import AccessContext
+from .access.context import AccessContext
+from .access.guard import Guard
 from .errors import NotFound
-from .guard import Guard
 from .r4.tables import resource_types
 from .r4.validation import is_valid_id
 from .search.conditions import ConditionBuilder

@@ -6,7 +6,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from .access import AccessContext
+from .access.context import AccessContext
 from .errors import BadRequest, FhirError, NotFound, PreconditionFailed
 from .r4.tables import resource_types
 from .r4.validation import validate_resource

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from fhir_server.access import AccessContext
+from fhir_server.access.context import AccessContext
 from fhir_server.errors import FhirError
 from fhir_server.r4.display import concept_text
 from fhir_server.service import FhirService

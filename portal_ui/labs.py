@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from datetime import UTC
 from typing import Any
 
-from fhir_server.access import AccessContext
+from fhir_server.access.context import AccessContext
 from fhir_server.r4.display import concept_text
 from fhir_server.service import FhirService
 

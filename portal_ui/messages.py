@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from fhir_server.access import AccessContext
+from fhir_server.access.context import AccessContext
 from fhir_server.errors import FhirError, PreconditionFailed, Unprocessable
 from fhir_server.r4.display import concept_text
 from fhir_server.rules_messages import CATEGORY_SYSTEM, MAX_MESSAGE_CHARS, MAX_SUBJECT_CHARS, PATIENT_CATEGORIES

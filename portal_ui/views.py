@@ -11,7 +11,7 @@ from urllib.parse import urlencode, urlsplit
 from flask import Blueprint, Flask, current_app, redirect, render_template, request
 from werkzeug.exceptions import HTTPException
 
-from fhir_server.access import AccessContext
+from fhir_server.access.context import AccessContext
 from fhir_server.errors import FhirError
 from fhir_server.r4.display import human_name
 from fhir_server.service import FhirService

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..access import AccessContext
+from ..access.context import AccessContext
 from .executor import SearchExecutor, SearchPage
 from .parse import SearchRequest
 

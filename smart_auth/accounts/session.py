@@ -17,7 +17,7 @@ from flask import current_app, g, redirect, request, session
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from fhir_server.access import AccessContext
+from fhir_server.access.context import AccessContext
 
 from .models import PatientAccess, User
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
-from fhir_server.access import AccessContext
+from fhir_server.access.context import AccessContext
 from fhir_server.errors import Unauthorized
 from fhir_server.fastpath import HeaderResolver
 from smart_auth.accounts.models import PatientAccess, User

@@ -45,7 +45,7 @@ def world(live_server: Any) -> dict[str, Any]:
     app = make_app(live_server.env["CARESPACE_DATABASE_URL"], Path(live_server.env["CARESPACE_INSTANCE_DIR"]),
                    MAIL_WORKER=False)
     p = next(q for q in sy.patients() if q.name == path.stem)
-    from fhir_server.access import AccessContext
+    from fhir_server.access.context import AccessContext
     _, page = app.extensions["fhir_service"].search(AccessContext.system("t"), "Patient",
                                                     [("identifier", f"{sy.SYNTHEA_ID}|{p.identifier}")])
     pid = page.matches[0][1]

@@ -23,7 +23,7 @@ BIRTH = "1975-03-04"
 
 def _seed(live: Any) -> str:
     from carespace import create_app
-    from fhir_server.access import AccessContext
+    from fhir_server.access.context import AccessContext
     from smart_auth.accounts.models import PatientAccess, User
     from smart_auth.accounts.passwords import hash_password
     app = create_app({"INSTANCE_DIR": str(live.folder), "DATABASE_URL": live.env["CARESPACE_DATABASE_URL"],

@@ -24,7 +24,7 @@ def _seed(live: Any) -> tuple[str, str]:
     bundle = min((p for p in SYNTHEA.glob("*.json")), key=lambda p: p.stat().st_size)
     live.cli("import", str(bundle))
     from carespace import create_app
-    from fhir_server.access import AccessContext
+    from fhir_server.access.context import AccessContext
     from smart_auth.accounts.models import PatientAccess, User
     from smart_auth.accounts.passwords import hash_password
     app = create_app({"INSTANCE_DIR": str(live.folder), "DATABASE_URL": live.env["CARESPACE_DATABASE_URL"],

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from fhir_server.access import AccessContext
+from fhir_server.access.context import AccessContext
 from fhir_server.fastpath import HeaderResolver
 from tests.support import access_world as aw
 

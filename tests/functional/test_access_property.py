@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from carespace import close_app
-from fhir_server.access import AccessContext
+from fhir_server.access.context import AccessContext
 from fhir_server.errors import FhirError
 from tests.conftest import BACKENDS, _new_db_url, make_app
 from tests.support import access_world as aw

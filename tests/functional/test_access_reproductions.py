@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from fhir_server.access import AccessContext
+from fhir_server.access.context import AccessContext
 from tests.functional.test_smart_helpers import REDIRECT
 from tests.support import access_world as aw
 from tests.support.fhirapi import matches, ok

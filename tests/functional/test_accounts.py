@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from fhir_server.access import AccessContext
+from fhir_server.access.context import AccessContext
 from smart_auth.accounts import security
 from smart_auth.accounts.models import AuthToken, PatientAccess, User
 from tests.functional.test_accounts_support import (

@@ -5,7 +5,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from fhir_server.access import AccessContext
+from fhir_server.access.context import AccessContext
 from smart_auth.accounts.models import PatientAccess
 from tests.functional.test_accounts_support import (
     PASSWORD,

@@ -5,7 +5,7 @@ import logging
 import time
 from typing import Any
 
-from fhir_server.access import AccessContext
+from fhir_server.access.context import AccessContext
 from fhir_server.audit import AuditLog, audit_event
 
 SYS = AccessContext.system("t")

@@ -5,7 +5,7 @@ import base64
 
 import pytest
 
-from fhir_server.access import AccessContext
+from fhir_server.access.context import AccessContext
 from fhir_server.errors import NotFound
 
 

@@ -10,7 +10,7 @@ import pytest
 from fhirclient.models.bundle import Bundle
 
 from bundles import builder
-from fhir_server.access import AccessContext
+from fhir_server.access.context import AccessContext
 from tests.support import synthea as sy
 
 # The care date of each Synthea type, from the R4 definition of its date search parameter

@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from fhir_server.access import AccessContext
+from fhir_server.access.context import AccessContext
 
 SYS = AccessContext.system("t")
 

@@ -62,7 +62,7 @@ def test_upgrade_leaves_every_declared_index_in_place(app: Any) -> None:
 def test_search_answers_the_same_after_the_index_is_recreated(app: Any) -> None:
     """The new index is only an access path: a token search finds the same resources with or without it."""
     svc = app.extensions["fhir_service"]
-    from fhir_server.access import AccessContext
+    from fhir_server.access.context import AccessContext
     ctx = AccessContext.system("tests")
     svc.update(ctx, "Patient", "p1", {"resourceType": "Patient", "id": "p1"})
     for n, cat in enumerate(["laboratory", "vital-signs", "laboratory"]):

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from fhir_server.access import AccessContext
+from fhir_server.access.context import AccessContext
 from fhir_server.search.parse import parse
 from fhir_server.search.plan import KeyPlan, sort_key
 from fhir_server.search.rows import RESOURCE, ROW

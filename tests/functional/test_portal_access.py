@@ -61,7 +61,7 @@ def test_a_proxy_message_is_sent_as_the_related_person(app, client, fhir, family
 
 
 def test_access_log_names_patient_proxy_staff_and_apps(app, client, fhir, family):
-    from fhir_server.access import AccessContext
+    from fhir_server.access.context import AccessContext
     from fhir_server.audit import audit_event
     pid, patient, proxy = family
     pd.sign_in(app, client, proxy)

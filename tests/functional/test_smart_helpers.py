@@ -9,7 +9,7 @@ import uuid
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from fhir_server.access import AccessContext
+from fhir_server.access.context import AccessContext
 
 REDIRECT = "https://app.example.org/callback"
 FHIR_BASE = "http://localhost/fhir"

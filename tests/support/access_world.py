@@ -9,7 +9,7 @@ import base64
 from dataclasses import dataclass, field
 from typing import Any
 
-from fhir_server.access import AccessContext
+from fhir_server.access.context import AccessContext
 
 SYS = AccessContext.system("tests")
 OBS_CAT = "http://terminology.hl7.org/CodeSystem/observation-category"

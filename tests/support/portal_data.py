@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fhir_server.access import AccessContext
+from fhir_server.access.context import AccessContext
 
 PASSWORD = "Portal-Pass1!"
 SYS = AccessContext.system("test")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from fhir_server.access import AccessContext, parse_scope
+from fhir_server.access.context import AccessContext, parse_scope
 from smart_auth.oauth.scopes import Choices, allowed, apply_choices, covers, describe, split
 
 CAT = "http://terminology.hl7.org/CodeSystem/observation-category"

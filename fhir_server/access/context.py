@@ -11,8 +11,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
-from .errors import Forbidden
-from .r4.tables import compartment_params
+from ..errors import Forbidden
+from ..r4.tables import compartment_params
 
 # interaction -> the SMART v2 permission letter it needs
 PERMISSION = {"create": "c", "read": "r", "vread": "r", "history": "r", "update": "u", "patch": "u",

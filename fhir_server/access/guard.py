@@ -32,13 +32,13 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, select
 
-from .access import AccessContext
-from .errors import Forbidden, NotFound
-from .r4.tables import compartment_params
-from .search.conditions import ConditionBuilder
-from .storage.indexing import Extractor, compartment_rows, split_reference
-from .storage.models import CompartmentIndex
-from .storage.repository import Repository
+from ..errors import Forbidden, NotFound
+from ..r4.tables import compartment_params
+from ..search.conditions import ConditionBuilder
+from ..storage.indexing import Extractor, compartment_rows, split_reference
+from ..storage.models import CompartmentIndex
+from ..storage.repository import Repository
+from .context import AccessContext
 
 
 class Guard:
