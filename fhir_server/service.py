@@ -10,6 +10,7 @@ from . import rules
 from .access.context import AccessContext
 from .errors import BadRequest, Conflict, Forbidden, Gone, NotFound, PreconditionFailed
 from .r4.validation import is_valid_id, validate_resource
+from .rules.documents import file_existing_binaries
 from .search.executor import SearchExecutor, SearchPage
 from .search.parse import SearchRequest, parse
 from .service_base import ServiceBase, Stored, WriteResult
@@ -239,7 +240,6 @@ class FhirService(ServiceBase):
     # ---- maintenance ----
     def file_document_binaries(self) -> int:
         """Upgrade step: file the Binaries of earlier releases' documents under their patient (README, Access rules)."""
-        from .rules_documents import file_existing_binaries
         with self.unit(write=True) as repo:
             texts = repo.live_texts("DocumentReference")
             return file_existing_binaries(repo, [json.loads(t) for t in texts])

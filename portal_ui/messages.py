@@ -9,7 +9,7 @@ from typing import Any
 from fhir_server.access.context import AccessContext
 from fhir_server.errors import FhirError, PreconditionFailed, Unprocessable
 from fhir_server.r4.display import concept_text
-from fhir_server.rules_messages import CATEGORY_SYSTEM, MAX_MESSAGE_CHARS, MAX_SUBJECT_CHARS, PATIENT_CATEGORIES
+from fhir_server.rules.messages import CATEGORY_SYSTEM, MAX_MESSAGE_CHARS, MAX_SUBJECT_CHARS, PATIENT_CATEGORIES
 from fhir_server.service import FhirService
 
 from .fhir_data import PortalError, ref_id, search_all, when_text

@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
-from . import rules
-from .access.context import AccessContext
-from .errors import Unprocessable
-from .storage.models import CompartmentIndex, ResourceRow
+from ..access.context import AccessContext
+from ..errors import Unprocessable
+from ..storage.models import CompartmentIndex, ResourceRow
+from .registry import rule
 
 if TYPE_CHECKING:
-    from .storage.repository import Repository
+    from ..storage.repository import Repository
 
 CATEGORY_SYSTEM = "urn:carespace:message-category"
 PATIENT_CATEGORIES = {"rx": "Rx", "health": "Health"}
@@ -61,7 +61,7 @@ def _replies_to(repo: "Repository", target: ResourceRow) -> list[dict[str, Any]]
     return out
 
 
-@rules.rule("Communication")
+@rule("Communication")
 def reply_once(repo: "Repository", resource: dict[str, Any], ctx: AccessContext) -> None:
     """A message is answered at most once, and a reply is never answered."""
     refs = resource.get("inResponseTo") or []
@@ -85,7 +85,7 @@ def reply_once(repo: "Repository", resource: dict[str, Any], ctx: AccessContext)
                             expression=["Communication.inResponseTo"])
 
 
-@rules.rule("Communication")
+@rule("Communication")
 def patient_message_shape(repo: "Repository", resource: dict[str, Any], ctx: AccessContext) -> None:
     """What a patient or proxy sends must say what it is about and stay a readable length."""
     sender = (resource.get("sender") or {}).get("reference", "")

@@ -12,12 +12,12 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from . import rules
-from .access.context import AccessContext
-from .storage.indexing import split_reference
+from ..access.context import AccessContext
+from ..storage.indexing import split_reference
+from .registry import rule
 
 if TYPE_CHECKING:
-    from .storage.repository import Repository
+    from ..storage.repository import Repository
 
 _PENDING = "fhir_pending_binary_context"  # Binary id -> patient, for Binaries later in the same unit
 
@@ -31,7 +31,7 @@ def _local_id(repo: "Repository", ref: Any, rtype: str) -> str | None:
     return tid if ttype == rtype else None
 
 
-@rules.rule("DocumentReference")
+@rule("DocumentReference")
 def file_binaries_under_subject(repo: "Repository", resource: dict[str, Any], ctx: AccessContext) -> None:
     """The practice's document about a patient makes its Binary that patient's."""
     if not _unconfined(ctx, "DocumentReference"):
@@ -53,7 +53,7 @@ def file_binaries_under_subject(repo: "Repository", resource: dict[str, Any], ct
             repo.write(binary, current, "PUT")
 
 
-@rules.rule("Binary")
+@rule("Binary")
 def take_pending_context(repo: "Repository", resource: dict[str, Any], ctx: AccessContext) -> None:
     """A Binary named earlier in the same transaction by the practice's document gets its patient."""
     patient = repo.s.info.get(_PENDING, {}).pop(resource.get("id"), None)

@@ -1,4 +1,4 @@
-"""Business rules checked on every write, whoever writes (portal, SMART app, EHR, transaction).
+"""The registry of business rules checked on every write, whoever writes (portal, SMART app, EHR, transaction).
 
 Each rule takes the open repository, the resource about to be stored and the caller's context and
 raises a FhirError (usually Unprocessable, 422) to refuse the write.
@@ -8,10 +8,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .access.context import AccessContext
+from ..access.context import AccessContext
 
 if TYPE_CHECKING:
-    from .storage.repository import Repository
+    from ..storage.repository import Repository
 
 Rule = Callable[["Repository", dict[str, Any], AccessContext], None]
 RULES: dict[str, list[Rule]] = {}
@@ -28,6 +28,3 @@ def rule(resource_type: str) -> Callable[[Rule], Rule]:
 def check(repo: "Repository", resource: dict[str, Any], ctx: AccessContext) -> None:
     for fn in RULES.get(resource.get("resourceType", ""), []):
         fn(repo, resource, ctx)
-
-
-from . import rules_documents, rules_messages  # noqa: E402,F401 - register the DocumentReference/Binary and Communication rules
