@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import text
 
 from fhir_server.access.context import AccessContext
-from fhir_server.everything import EverythingRequest, everything
+from fhir_server.operations.everything import EverythingRequest, everything
 
 from .measure import Client, summary, timed
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from fhir_server.access.context import AccessContext
 from fhir_server.errors import FhirError
-from fhir_server.everything import EverythingRequest, everything
+from fhir_server.operations.everything import EverythingRequest, everything
 from fhir_server.r4.dates import now_instant
 from fhir_server.service import FhirService
 

@@ -11,8 +11,8 @@ from typing import Any, TextIO
 
 from fhir_server.access.context import AccessContext
 from fhir_server.errors import FhirError
+from fhir_server.operations.transaction import BundleProcessor
 from fhir_server.service import FhirService
-from fhir_server.transaction import BundleProcessor
 
 NDJSON_CHUNK = 500
 

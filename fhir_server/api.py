@@ -11,12 +11,12 @@ from werkzeug.exceptions import HTTPException
 from .access.context import AccessContext
 from .bundle_text import history_bundle, search_bundle, shape
 from .errors import BadRequest, FhirError, MethodNotAllowed, NotFound, outcome
-from .everything import EverythingRequest, everything
 from .fastpath import ReadFastPath
-from .history import history
 from .http import error_response, fhir_response, form_items, json_body, page_links, prefer, resource_response
+from .operations.everything import EverythingRequest, everything
+from .operations.history import history
+from .operations.transaction import BundleProcessor
 from .service import FhirService
-from .transaction import BundleProcessor
 
 bp = Blueprint("fhir", __name__, url_prefix="/fhir")
 AccessResolver = Callable[[], AccessContext]

@@ -6,14 +6,14 @@ import uuid
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from .access.context import AccessContext
-from .errors import BadRequest, FhirError, NotFound, PreconditionFailed
-from .r4.tables import resource_types
-from .r4.validation import validate_resource
+from ..access.context import AccessContext
+from ..errors import BadRequest, FhirError, NotFound, PreconditionFailed
+from ..r4.tables import resource_types
+from ..r4.validation import validate_resource
 
 if TYPE_CHECKING:
-    from .service import FhirService, WriteResult
-    from .storage.repository import Repository
+    from ..service import FhirService, WriteResult
+    from ..storage.repository import Repository
 
 Access = tuple[str, str, list[str], "set[str] | None"]  # (action, type, resources, their patients if known)
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
@@ -208,7 +208,7 @@ class BundleProcessor:
             return {"resource": json.loads(row[0] or "{}"), "response": {"status": "200 OK", "etag": f'W/"{row[1]}"'}}
         from urllib.parse import parse_qsl
 
-        from .search.parse import parse
+        from ..search.parse import parse
         page = self.svc.search_page(repo, ctx, parse(rtype, parse_qsl(query or "")))
         log.append(("search", rtype, [f"{t}/{i}" for t, i, _ in page.matches + page.included], None))
         bundle = {"resourceType": "Bundle", "type": "searchset", "total": page.total,

@@ -5,14 +5,14 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
-from .access.context import AccessContext
-from .errors import BadRequest, FhirError, Forbidden, NotFound
-from .r4.dates import parse_range
-from .storage.models import ResourceVersion
+from ..access.context import AccessContext
+from ..errors import BadRequest, FhirError, Forbidden, NotFound
+from ..r4.dates import parse_range
+from ..storage.models import ResourceVersion
 
 if TYPE_CHECKING:
-    from .service import FhirService
-    from .storage.repository import Repository
+    from ..service import FhirService
+    from ..storage.repository import Repository
 
 
 def history(svc: "FhirService", ctx: AccessContext, rtype: str | None, fid: str | None, since: str | None,

@@ -6,15 +6,15 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import and_, or_, select
 
-from .access.context import AccessContext
-from .errors import BadRequest, NotFound
-from .r4.dates import parse_range
-from .r4.tables import compartment_params, patient_compartment, resource_types
-from .search.executor import SearchExecutor
-from .storage.models import CompartmentIndex, ReferenceIndex, ResourceRow
+from ..access.context import AccessContext
+from ..errors import BadRequest, NotFound
+from ..r4.dates import parse_range
+from ..r4.tables import compartment_params, patient_compartment, resource_types
+from ..search.executor import SearchExecutor
+from ..storage.models import CompartmentIndex, ReferenceIndex, ResourceRow
 
 if TYPE_CHECKING:
-    from .service import FhirService
+    from ..service import FhirService
 
 DEFAULT_COUNT = 1000
 MAX_COUNT = 5000
