@@ -61,7 +61,7 @@ def dispatcher(config: dict[str, Any]) -> Callable[..., Iterable[bytes]]:
 with the token cache off (the token looked up on every request); /floor/...: the floor."""
     from carespace import create_app
     from fhir_server.access.context import AccessContext
-    from fhir_server.fastpath import HeaderResolver
+    from fhir_server.rest.fastpath import HeaderResolver
     app = create_app(config)
     trusted_ctx = AccessContext.system("bench")
     trusted = create_app({**config, "FHIR_ACCESS_RESOLVER": HeaderResolver(lambda _header: trusted_ctx)})

@@ -17,9 +17,9 @@ PACKAGE_MODULES = ["carespace.csrf", "carespace.mailer", "smart_auth.accounts.vi
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Build the WSGI app; nothing connects or writes until a request or command needs it."""
-    from fhir_server import api as fhir_api
     from fhir_server.audit import AuditLog
-    from fhir_server.capability import capability_statement
+    from fhir_server.rest import api as fhir_api
+    from fhir_server.rest.capability import capability_statement
     from fhir_server.service import FhirService
 
     from . import config, db

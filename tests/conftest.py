@@ -199,7 +199,7 @@ def smart(app: Any, client: Any) -> Any:
 def trusted_client(application: Any) -> Any:
     """A test client whose FHIR calls run as the trusted system context (no SMART token needed)."""
     from fhir_server.access.context import AccessContext
-    from fhir_server.fastpath import HeaderResolver
+    from fhir_server.rest.fastpath import HeaderResolver
     ctx = AccessContext.system("tests")
     application.extensions["fhir_access_resolver"] = HeaderResolver(lambda _header: ctx)  # plain reads: fast path
     return application.test_client()

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from fhir_server.access.context import AccessContext
-from fhir_server.fastpath import HeaderResolver
+from fhir_server.rest.fastpath import HeaderResolver
 from tests.support import access_world as aw
 
 LAB = f"{aw.OBS_CAT}|laboratory"

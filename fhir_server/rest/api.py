@@ -8,15 +8,15 @@ from flask import Blueprint, Flask, Response, current_app, request
 from flask.sessions import SecureCookieSessionInterface
 from werkzeug.exceptions import HTTPException
 
-from .access.context import AccessContext
+from ..access.context import AccessContext
+from ..errors import BadRequest, FhirError, MethodNotAllowed, NotFound, outcome
+from ..operations.everything import EverythingRequest, everything
+from ..operations.history import history
+from ..operations.transaction import BundleProcessor
+from ..service import FhirService
 from .bundle_text import history_bundle, search_bundle, shape
-from .errors import BadRequest, FhirError, MethodNotAllowed, NotFound, outcome
 from .fastpath import ReadFastPath
 from .http import error_response, fhir_response, form_items, json_body, page_links, prefer, resource_response
-from .operations.everything import EverythingRequest, everything
-from .operations.history import history
-from .operations.transaction import BundleProcessor
-from .service import FhirService
 
 bp = Blueprint("fhir", __name__, url_prefix="/fhir")
 AccessResolver = Callable[[], AccessContext]

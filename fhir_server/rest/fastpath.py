@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask, request
 
-from .access.context import AccessContext
+from ..access.context import AccessContext
 from .http import FHIR_JSON, last_modified
 
 _READ = re.compile(r"/fhir/([A-Z][A-Za-z]{1,63})/([A-Za-z0-9\-.]{1,64})")

@@ -6,8 +6,8 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from .r4.dates import now_instant
-from .r4.tables import summary_elements
+from ..r4.dates import now_instant
+from ..r4.tables import summary_elements
 
 SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED",
              "display": "Resource encoded in summary mode"}

@@ -8,7 +8,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-from .r4.dates import now_instant
+from ..r4.dates import now_instant
 
 SecurityHook = Callable[[dict[str, Any]], None]
 
