@@ -3,26 +3,100 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
 
 from . import rules
 from .access.context import AccessContext
+from .access.guard import Guard
 from .errors import BadRequest, Conflict, Forbidden, Gone, NotFound, PreconditionFailed
+from .operations.everything import EverythingPage, EverythingRequest, everything
+from .operations.history import history
+from .operations.transaction import BundleProcessor
+from .r4.tables import resource_types
 from .r4.validation import is_valid_id, validate_resource
 from .rules.documents import file_existing_binaries
-from .search.executor import SearchExecutor, SearchPage
+from .search.conditions import ConditionBuilder
+from .search.executor import CursorCodec, SearchExecutor, SearchPage
 from .search.parse import SearchRequest, parse
-from .service_base import ServiceBase, Stored, WriteResult
+from .storage.indexing import Extractor
+from .storage.models import ResourceRow, ResourceVersion
 from .storage.repository import CurrentText, Repository, read_current_text
+from .stored import Stored, WriteResult
+
+# (caller, action, type, resources touched, succeeded, the patients they belong to when the caller knows them)
+AuditHook = Callable[[AccessContext, str, str, list[str], bool, "Iterable[str] | None"], None]
 
 
-class FhirService(ServiceBase):
+class FhirService:
     """Entry point for all FHIR operations; one instance per app, one DB transaction per call."""
+
+    def __init__(self, sessions: sessionmaker[Session], base_url: str, secret: bytes,
+                 audit: AuditHook | None = None) -> None:
+        self.sessions = sessions
+        self.engine: Engine = sessions.kw["bind"]
+        self.base_url = base_url.rstrip("/")
+        self.extractor = Extractor(self.base_url)
+        self.builder = ConditionBuilder(self.base_url)
+        self.guard = Guard(self.builder, self.extractor)
+        self.codec = CursorCodec(secret)
+        self.audit = audit
+        self.settle: Callable[[], object] | None = None  # writes queued AuditEvents (AuditLog.flush)
+
+    @contextmanager
+    def unit(self, write: bool = False) -> Iterator[Repository]:
+        """One atomic unit of work: commit on success, roll back on any error."""
+        with self.sessions() as session:
+            session.connection(execution_options={"write": write})
+            try:
+                repo = Repository(session, self.extractor)
+                yield repo
+                repo.flush_index()
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+
+    def record_access(self, ctx: AccessContext, action: str, rtype: str, refs: list[str], ok: bool = True,
+                      patients: Iterable[str] | None = None) -> None:
+        """One access record per interaction of a person or app (the audit log splits it per patient)."""
+        if self.audit is not None and not ctx.trusted:
+            self.audit(ctx, action, rtype, refs, ok, patients)
+
+    def settle_audit(self, rtype: str | None, items: Iterable[tuple[str, str]] = ()) -> None:
+        """Before AuditEvents are read (by type, across types or included), the queued ones are written."""
+        if self.settle is None:
+            return
+        if rtype in (None, "AuditEvent") or any(
+                "AuditEvent" in v for k, v in items if k.startswith(("_include", "_revinclude", "_has"))):
+            self.settle()
+
+    # ---- helpers ----
+    @staticmethod
+    def check_type(rtype: str, fid: str | None = None) -> None:
+        """404 for an unknown type, or an id no resource can have (never sent to the database)."""
+        if rtype not in resource_types():
+            raise NotFound(f"Unknown resource type {rtype!r}")
+        if fid is not None and not is_valid_id(fid):
+            raise NotFound(f"{rtype}/{fid[:80]} is not known")
+
+    @staticmethod
+    def _stored(row: ResourceRow) -> Stored:
+        assert row.text is not None
+        return Stored(row.res_type, row.fhir_id, row.version, row.last_updated, row.text)
+
+    @staticmethod
+    def _stored_text(rtype: str, fid: str, text: str) -> Stored:
+        meta = json.loads(text).get("meta", {})
+        return Stored(rtype, fid, int(meta.get("versionId", 1)), meta.get("lastUpdated", ""), text)
 
     # ---- read ----
     def read(self, ctx: AccessContext, rtype: str, fid: str) -> Stored:
-        self._check_type(rtype, fid)
+        self.check_type(rtype, fid)
         if rtype == "AuditEvent":
             self.settle_audit(rtype)
         grants = ctx.require(rtype, "read")
@@ -31,14 +105,20 @@ class FhirService(ServiceBase):
             text, version, updated, pk = self._found(ctx, rtype, fid, read_current_text(self.engine, rtype, fid))
         else:
             with self.unit() as repo:
-                row = repo.current_text(rtype, fid)
-                if row is not None and row[3]:  # deleted: 410 only to whoever could see what was deleted
-                    last = repo.last_live_version(row[4])
-                    self.guard.check_version(repo, ctx, rtype, fid, last.text if last else None, "read")
-                text, version, updated, pk = self._found(ctx, rtype, fid, row)
-                self.guard.check_read(repo, ctx, rtype, fid, pk)
-        self._audit(ctx, "read", rtype, [f"{rtype}/{fid}"])
+                text, version, updated, pk = self.visible_current(repo, ctx, rtype, fid)
+        self.record_access(ctx, "read", rtype, [f"{rtype}/{fid}"])
         return Stored(rtype, fid, version, updated, text)
+
+    def visible_current(self, repo: Repository, ctx: AccessContext, rtype: str,
+                        fid: str) -> tuple[str, int, str, int]:
+        """(text, version, last_updated, pk) of a resource the caller may read; 404, 410 or 403 as a read answers."""
+        row = repo.current_text(rtype, fid)
+        if row is not None and row[3]:  # deleted: 410 only to whoever could see what was deleted
+            last = repo.last_live_version(row[4])
+            self.guard.check_version(repo, ctx, rtype, fid, last.text if last else None, "read")
+        found = self._found(ctx, rtype, fid, row)
+        self.guard.check_read(repo, ctx, rtype, fid, found[3])
+        return found
 
     @staticmethod
     def _found(ctx: AccessContext, rtype: str, fid: str, row: CurrentText | None) -> tuple[str, int, str, int]:
@@ -51,7 +131,7 @@ class FhirService(ServiceBase):
         return text, version, updated, pk
 
     def vread(self, ctx: AccessContext, rtype: str, fid: str, vid: str) -> Stored:
-        self._check_type(rtype, fid)
+        self.check_type(rtype, fid)
         if rtype == "AuditEvent":
             self.settle_audit(rtype)
         if not vid.isdigit() or len(vid) > 9:
@@ -69,16 +149,16 @@ class FhirService(ServiceBase):
             if v.text is None:
                 raise Gone(f"Version {vid} of {rtype}/{fid} is a deletion")
             stored = Stored(rtype, fid, v.version, v.last_updated, v.text)
-        self._audit(ctx, "read", rtype, [f"{rtype}/{fid}"])
+        self.record_access(ctx, "read", rtype, [f"{rtype}/{fid}"])
         return stored
 
     # ---- write ----
     def create(self, ctx: AccessContext, rtype: str, body: Any, if_none_exist: str | None = None) -> WriteResult:
-        self._check_type(rtype)
+        self.check_type(rtype)
         validate_resource(body, rtype)
         with self.unit(write=True) as repo:
             result = self.create_in(repo, ctx, body, if_none_exist)
-        self._audit(ctx, "create" if result.created else "read", rtype, [f"{rtype}/{result.stored.id}"],
+        self.record_access(ctx, "create" if result.created else "read", rtype, [f"{rtype}/{result.stored.id}"],
                     patients=result.patients)
         return result
 
@@ -100,13 +180,13 @@ class FhirService(ServiceBase):
         return WriteResult(self._stored(row), created=True, patients=patients)
 
     def update(self, ctx: AccessContext, rtype: str, fid: str, body: Any, if_match: str | None = None) -> WriteResult:
-        self._check_type(rtype)
+        self.check_type(rtype)
         if not is_valid_id(fid):
             raise BadRequest(f"{fid!r} is not a valid FHIR id")
         validate_resource(body, rtype)
         with self.unit(write=True) as repo:
             result = self.update_in(repo, ctx, rtype, fid, body, if_match)
-        self._audit(ctx, "update", rtype, [f"{rtype}/{fid}"], patients=result.patients)
+        self.record_access(ctx, "update", rtype, [f"{rtype}/{fid}"], patients=result.patients)
         return result
 
     def update_in(self, repo: Repository, ctx: AccessContext, rtype: str, fid: str, body: dict[str, Any],
@@ -134,7 +214,7 @@ class FhirService(ServiceBase):
         return WriteResult(self._stored(row), created=created, patients=patients)
 
     def conditional_update(self, ctx: AccessContext, rtype: str, query: str, body: Any) -> WriteResult:
-        self._check_type(rtype)
+        self.check_type(rtype)
         validate_resource(body, rtype)
         with self.unit(write=True) as repo:
             found = self.match(repo, ctx, rtype, query)
@@ -148,15 +228,15 @@ class FhirService(ServiceBase):
                 if body.get("id") not in (None, found[0].id):
                     raise BadRequest("The resource id does not match the resource the condition found")
                 result = self.update_in(repo, ctx, rtype, found[0].id, {**body, "id": found[0].id})
-        self._audit(ctx, "update", rtype, [f"{rtype}/{result.stored.id}"], patients=result.patients)
+        self.record_access(ctx, "update", rtype, [f"{rtype}/{result.stored.id}"], patients=result.patients)
         return result
 
     def delete(self, ctx: AccessContext, rtype: str, fid: str) -> bool:
         """Delete; False when it was already deleted (idempotent)."""
-        self._check_type(rtype, fid)
+        self.check_type(rtype, fid)
         with self.unit(write=True) as repo:
             done, patients = self.delete_in(repo, ctx, rtype, fid)
-        self._audit(ctx, "delete", rtype, [f"{rtype}/{fid}"], patients=patients)
+        self.record_access(ctx, "delete", rtype, [f"{rtype}/{fid}"], patients=patients)
         return done
 
     def delete_in(self, repo: Repository, ctx: AccessContext, rtype: str, fid: str) -> tuple[bool, set[str]]:
@@ -182,14 +262,14 @@ class FhirService(ServiceBase):
         return True, patients
 
     def conditional_delete(self, ctx: AccessContext, rtype: str, query: str) -> int:
-        self._check_type(rtype)
+        self.check_type(rtype)
         with self.unit(write=True) as repo:
             found = self.match(repo, ctx, rtype, query)
             if len(found) > 1:
                 raise PreconditionFailed(f"The condition matched {len(found)} {rtype} resources")
             gone = [(s.id, self.delete_in(repo, ctx, rtype, s.id)[1]) for s in found]
         for fid, patients in gone:
-            self._audit(ctx, "delete", rtype, [f"{rtype}/{fid}"], patients=patients)
+            self.record_access(ctx, "delete", rtype, [f"{rtype}/{fid}"], patients=patients)
         return len(found)
 
     # ---- search ----
@@ -224,7 +304,7 @@ class FhirService(ServiceBase):
     def search(self, ctx: AccessContext, rtype: str | None, items: Iterable[tuple[str, str]],
                strict: bool = False) -> tuple[SearchRequest, SearchPage]:
         if rtype is not None:
-            self._check_type(rtype)
+            self.check_type(rtype)
         items = list(items)
         self.settle_audit(rtype, items)
         req = parse(rtype, items, strict=strict)
@@ -234,8 +314,22 @@ class FhirService(ServiceBase):
         with self.unit() as repo:
             page = self.search_page(repo, ctx, req, types)
         if rtype:
-            self._audit(ctx, "search", rtype, [f"{t}/{i}" for t, i, _ in page.matches + page.included])
+            self.record_access(ctx, "search", rtype, [f"{t}/{i}" for t, i, _ in page.matches + page.included])
         return req, page
+
+    # ---- operations ----
+    def everything(self, ctx: AccessContext, req: EverythingRequest) -> EverythingPage:
+        """Patient/$everything (R4 patient-operation-everything), one page."""
+        return everything(self, ctx, req)
+
+    def history(self, ctx: AccessContext, rtype: str | None, fid: str | None, since: str | None = None,
+                count: str | None = None, cursor: str | None = None) -> tuple[list[ResourceVersion], str | None]:
+        """Instance, type or system history (R4 http.html#history), newest first."""
+        return history(self, ctx, rtype, fid, since, count, cursor)
+
+    def process_bundle(self, ctx: AccessContext, bundle: Any) -> dict[str, Any]:
+        """A transaction or batch Bundle posted to the base (R4 http.html#transaction)."""
+        return BundleProcessor(self).process(ctx, bundle)
 
     # ---- maintenance ----
     def file_document_binaries(self) -> int:

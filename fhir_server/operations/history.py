@@ -25,7 +25,7 @@ def history(svc: "FhirService", ctx: AccessContext, rtype: str | None, fid: str 
     v = ResourceVersion
     q = select(v)
     if rtype and fid:
-        svc._check_type(rtype, fid)
+        svc.check_type(rtype, fid)
         with svc.unit() as repo:
             cur = repo.current(rtype, fid)
             if cur is None:
@@ -38,7 +38,7 @@ def history(svc: "FhirService", ctx: AccessContext, rtype: str | None, fid: str 
                 svc.guard.check_version(repo, ctx, rtype, fid, last.text if last else None, "history")
         q = q.where(v.res_pk == cur.pk)
     elif rtype:
-        svc._check_type(rtype)
+        svc.check_type(rtype)
         if not ctx.trusted and (not ctx.grants_for(rtype, "r") or ctx.compartment_limit(rtype, ctx.grants_for(rtype, "r")) is not None):
             raise Forbidden("Type history needs user or system read access to the type")
         q = q.where(v.res_type == rtype)
@@ -58,7 +58,7 @@ def history(svc: "FhirService", ctx: AccessContext, rtype: str | None, fid: str 
         rows = repo.history_rows(q.order_by(v.pk.desc()).limit(limit + 1))
         nxt = svc.codec.encode({"h": rows[limit - 1].pk}) if len(rows) > limit else None
         shown = [row for row in rows[:limit] if _version_visible(svc, repo, ctx, row, rows)]
-    svc._audit(ctx, "history", rtype or "", sorted({f"{r.res_type}/{r.fhir_id}" for r in shown}))
+    svc.record_access(ctx, "history", rtype or "", sorted({f"{r.res_type}/{r.fhir_id}" for r in shown}))
     return shown, nxt
 
 

@@ -12,8 +12,9 @@ from ..r4.tables import resource_types
 from ..r4.validation import validate_resource
 
 if TYPE_CHECKING:
-    from ..service import FhirService, WriteResult
+    from ..service import FhirService
     from ..storage.repository import Repository
+    from ..stored import WriteResult
 
 Access = tuple[str, str, list[str], "set[str] | None"]  # (action, type, resources, their patients if known)
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
@@ -241,7 +242,7 @@ class BundleProcessor:
     def _audit(self, ctx: AccessContext, log: list[Access]) -> None:
         """Each committed entry is audited like the same interaction on its own."""
         for action, rtype, refs, patients in log:
-            self.svc._audit(ctx, action, rtype, refs, patients=patients)
+            self.svc.record_access(ctx, action, rtype, refs, patients=patients)
 
     @staticmethod
     def _reply(btype: str, entries: list[dict[str, Any]]) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from flask import Request, Response, current_app, request
 
 from ..errors import BadRequest, FhirError, PayloadTooLarge, UnsupportedMediaType, outcome
 from ..r4.dates import http_date
-from ..service import Stored
+from ..stored import Stored
 
 FHIR_JSON = "application/fhir+json; charset=utf-8"
 MAX_BODY = 32 * 1024 * 1024
