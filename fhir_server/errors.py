@@ -1,4 +1,22 @@
-"""The FhirError family: domain errors that the API turns into OperationOutcome responses."""
+"""The FhirError family: domain errors that the API turns into OperationOutcome responses.
+
+Every failure of the FHIR layer is one of these, raised by the service and rendered by fhir_server.rest
+with its status; nothing outside this tree changes a status.
+
+    FhirError
+     +-- BadRequest            400  malformed input: a bad search value, id, Bundle or paging cursor
+     +-- Unauthorized          401  no usable access token (raised by the access resolver)
+     +-- Forbidden             403  the granted scopes, or the patient-context write rules, refuse it
+     +-- NotFound              404  unknown type or id, or a resource the caller may not know exists
+     +-- MethodNotAllowed      405  the interaction does not exist on that path
+     +-- Conflict              409  a delete of a resource others still reference
+     +-- Gone                  410  a deleted resource (to a caller who could see it)
+     +-- PreconditionFailed    412  If-Match or a conditional operation that matched too many
+     +-- PayloadTooLarge       413  a request body over the limit
+     +-- UnsupportedMediaType  415  a body that is not FHIR JSON
+     +-- Unprocessable         422  an invalid resource or a business rule that refuses the write
+     +-- InternalError         500  a fault of the server itself; the request changed nothing
+"""
 from __future__ import annotations
 
 from typing import Any
@@ -70,6 +88,21 @@ class UnsupportedMediaType(FhirError):
 
 class Unprocessable(FhirError):
     status, code = 422, "processing"
+
+
+class InternalError(FhirError):
+    status, code = 500, "exception"
+
+
+_BY_STATUS: dict[int, type[FhirError]] = {cls.status: cls for cls in (
+    BadRequest, Unauthorized, Forbidden, NotFound, MethodNotAllowed, Conflict, Gone, PreconditionFailed,
+    PayloadTooLarge, UnsupportedMediaType, Unprocessable, InternalError)}
+
+
+def for_status(status: int, diagnostics: str) -> FhirError:
+    """The error of the tree for an HTTP status another layer reported (unknown 4xx: 400, 5xx: 500)."""
+    cls = _BY_STATUS.get(status) or (InternalError if status >= 500 else BadRequest)
+    return cls(diagnostics)
 
 
 def outcome(severity: str, code: str, diagnostics: str, expression: list[str] | None = None) -> dict[str, Any]:

@@ -9,10 +9,8 @@ from flask.sessions import SecureCookieSessionInterface
 from werkzeug.exceptions import HTTPException
 
 from ..access.context import AccessContext
-from ..errors import BadRequest, FhirError, MethodNotAllowed, NotFound, outcome
-from ..operations.everything import EverythingRequest, everything
-from ..operations.history import history
-from ..operations.transaction import BundleProcessor
+from ..errors import BadRequest, FhirError, InternalError, MethodNotAllowed, NotFound, for_status, outcome
+from ..operations.everything import EverythingRequest
 from ..service import FhirService
 from .bundle_text import history_bundle, search_bundle, shape
 from .fastpath import ReadFastPath
@@ -46,21 +44,13 @@ def _http_error(err: HTTPException) -> Response:
         return error_response(MethodNotAllowed(f"{request.method} is not allowed on {request.path}"))
     if err.code == 404:
         return error_response(NotFound(f"No FHIR endpoint at {request.path}"))
-    return error_response(FhirError(err.description or "Bad request") if err.code == 400 else _status(err))
-
-
-def _status(err: HTTPException) -> FhirError:
-    e = FhirError(err.description or err.name)
-    e.status = err.code or 500
-    return e
+    return error_response(for_status(err.code or 500, err.description or err.name))
 
 
 @bp.errorhandler(Exception)
 def _unexpected(err: Exception) -> Response:
     current_app.logger.exception("Unhandled error in FHIR API")
-    e = FhirError("An internal error occurred; nothing was changed")
-    e.status, e.code = 500, "exception"
-    return error_response(e)
+    return error_response(InternalError("An internal error occurred; nothing was changed"))
 
 
 @bp.get("/metadata")
@@ -75,7 +65,7 @@ def metadata_write() -> Response:
 
 @bp.post("")
 def system_bundle() -> Response:
-    return fhir_response(BundleProcessor(svc()).process(ctx(), json_body(request)))
+    return fhir_response(svc().process_bundle(ctx(), json_body(request)))
 
 
 @bp.get("")
@@ -167,7 +157,7 @@ def patient_everything(fid: str) -> Response:
     req = EverythingRequest(fid, a.get("start"), a.get("end"), a.get("_since"),
                             (a.get("_type") or "").split(",") if a.get("_type") else None,
                             max(1, min(int(count), 5000)) if count else 1000, a.get("_cursor"))
-    page = everything(svc(), ctx(), req)
+    page = svc().everything(ctx(), req)
     links = page_links(f"{base()}/Patient/{fid}/$everything", list(a.items(multi=True)), page.next_cursor, None)
     return fhir_response(search_bundle(base(), ((t, i, x, "match") for t, i, x in page.entries), page.total, links))
 
@@ -189,7 +179,7 @@ def _search(rtype: str | None, items: list[tuple[str, str]]) -> Response:
 
 def _history(rtype: str | None, fid: str | None) -> Response:
     a = request.args
-    rows, next_cursor = history(svc(), ctx(), rtype, fid, a.get("_since"), a.get("_count"), a.get("_cursor"))
+    rows, next_cursor = svc().history(ctx(), rtype, fid, a.get("_since"), a.get("_count"), a.get("_cursor"))
     path = f"{base()}/{rtype}/{fid}/_history" if fid else (f"{base()}/{rtype}/_history" if rtype else f"{base()}/_history")
     links = page_links(path, list(a.items(multi=True)), next_cursor, None)
     return fhir_response(history_bundle(base(), rows, links, None))
