@@ -11,11 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from fhir_server.access.context import AccessContext
-from fhir_server.errors import FhirError
-from fhir_server.operations.everything import EverythingRequest, everything
-from fhir_server.r4.dates import now_instant
-from fhir_server.service import FhirService
+from fhir_server import AccessContext, EverythingRequest, FhirError, FhirService, now_instant
 
 # Access records are about the record, not part of it: never sent or downloaded.
 EXCLUDED_TYPES = {"AuditEvent"}
@@ -150,7 +146,7 @@ def build(svc: FhirService, ctx: AccessContext, patient_id: str, start: str | No
     `notes` is a Communication from notes_communication(); the Patient comes first, then the records in
     the order the store holds them.  FhirError propagates (403/404 when ctx may not see the patient).
     """
-    page = everything(svc, ctx, EverythingRequest(patient_id, start or None, end or None, count=None))
+    page = svc.everything(ctx, EverythingRequest(patient_id, start or None, end or None, count=None))
     resources = [json.loads(text) for rtype, _, text in page.entries if rtype not in EXCLUDED_TYPES]
     resources.sort(key=lambda r: 0 if (r.get("resourceType"), r.get("id")) == ("Patient", patient_id) else 1)
     if inline:
@@ -169,5 +165,5 @@ def build(svc: FhirService, ctx: AccessContext, patient_id: str, start: str | No
 
 def preview(svc: FhirService, ctx: AccessContext, patient_id: str, start: str | None, end: str | None) -> dict[str, int]:
     """Counts by kind of what build() would include (attachments are not read)."""
-    page = everything(svc, ctx, EverythingRequest(patient_id, start or None, end or None, count=None))
+    page = svc.everything(ctx, EverythingRequest(patient_id, start or None, end or None, count=None))
     return count_kinds([json.loads(text) for rtype, _, text in page.entries if rtype not in EXCLUDED_TYPES])

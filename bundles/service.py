@@ -16,10 +16,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from fhir_server.access.context import AccessContext
-from fhir_server.audit import AuditLog, audit_event
-from fhir_server.r4.dates import now_instant
-from fhir_server.service import FhirService
+from fhir_server import AccessContext, AuditLog, FhirService, audit_event, now_instant
 
 from . import builder, crypto, mails, repository
 from .models import SentRecord, utcnow

@@ -4,8 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from fhir_server.r4.display import concept_text
-from fhir_server.r4.display import human_name as person_name
+from fhir_server import concept_text
+from fhir_server import human_name as person_name
 
 from .builder import KINDS, clinical_date, kind_of
 

@@ -17,10 +17,7 @@ PACKAGE_MODULES = ["carespace.csrf", "carespace.mailer", "smart_auth.accounts.vi
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Build the WSGI app; nothing connects or writes until a request or command needs it."""
-    from fhir_server.audit import AuditLog
-    from fhir_server.rest import api as fhir_api
-    from fhir_server.rest.capability import capability_statement
-    from fhir_server.service import FhirService
+    from fhir_server import AuditLog, FhirService, capability_statement, register_api
 
     from . import config, db
 
@@ -50,7 +47,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     app.extensions["capability_statement"] = lambda: capability_statement(
         cfg["FHIR_BASE_URL"], __version__, _security)
-    fhir_api.register(app, cfg.get("FHIR_ACCESS_RESOLVER") or _no_authorization_server)
+    register_api(app, cfg.get("FHIR_ACCESS_RESOLVER") or _no_authorization_server)
 
     for name in PACKAGE_MODULES:
         importlib.import_module(name).init_app(app)
@@ -77,15 +74,13 @@ def close_app(app: Flask) -> None:
 
 def _no_authorization_server() -> Any:
     """Fail closed: until the SMART package installs its token resolver, nobody reaches the FHIR API."""
-    from fhir_server.errors import Unauthorized
+    from fhir_server import Unauthorized
     raise Unauthorized("No authorization server is configured")
 
 
 def _patient_name(fhir: Any, patient_id: str) -> str:
     """A patient's display name ("Given Family") for menus and banners."""
-    from fhir_server.access.context import AccessContext
-    from fhir_server.errors import FhirError
-    from fhir_server.r4.display import human_name
+    from fhir_server import AccessContext, FhirError, human_name
     try:
         res = fhir.read(AccessContext.system("portal"), "Patient", patient_id).json()
     except FhirError:

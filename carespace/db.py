@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 def metadatas() -> list[MetaData]:
     """The table metadata of every package (composition root knows them all)."""
-    from fhir_server.storage.models import Base as FhirBase
+    from fhir_server import FhirBase
 
     out = [FhirBase.metadata]
     for module in ("smart_auth.accounts.models", "smart_auth.oauth.models", "bundles.models", "carespace.models"):

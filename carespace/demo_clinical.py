@@ -11,8 +11,7 @@ import zlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from fhir_server.access.context import AccessContext
-from fhir_server.service import FhirService
+from fhir_server import AccessContext, FhirService
 
 DEMO = "urn:carespace:demo"
 LOINC = "http://loinc.org"

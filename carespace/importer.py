@@ -9,10 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-from fhir_server.access.context import AccessContext
-from fhir_server.errors import FhirError
-from fhir_server.operations.transaction import BundleProcessor
-from fhir_server.service import FhirService
+from fhir_server import AccessContext, FhirError, FhirService
 
 NDJSON_CHUNK = 500
 
@@ -70,14 +67,13 @@ def _count(bundle: dict[str, Any]) -> Counter[str]:
 
 def run_import(svc: FhirService, paths: list[Path], out: TextIO = sys.stderr) -> tuple[Counter[str], float]:
     """Import every file (each unit atomic); returns counts by type and elapsed seconds."""
-    proc = BundleProcessor(svc)
     ctx = AccessContext.system("import")
     totals: Counter[str] = Counter()
     start = time.perf_counter()
     for n, path in enumerate(paths, 1):
         for unit in _units(path):
             try:
-                proc.process(ctx, unit)
+                svc.process_bundle(ctx, unit)
             except FhirError as err:
                 raise ImportError_(f"{path}: {err.diagnostics}") from None
             totals.update(_count(unit))

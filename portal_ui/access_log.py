@@ -10,8 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from fhir_server.access.context import AccessContext
-from fhir_server.service import FhirService
+from fhir_server import AccessContext, FhirService
 
 from .fhir_data import search_page, when_text
 

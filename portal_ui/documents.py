@@ -7,10 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from fhir_server.access.context import AccessContext
-from fhir_server.errors import FhirError
-from fhir_server.r4.display import concept_text
-from fhir_server.service import FhirService
+from fhir_server import AccessContext, FhirError, FhirService, concept_text
 
 from .fhir_data import PortalError, ref_id, search_all, search_page, when_text
 

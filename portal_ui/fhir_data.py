@@ -6,9 +6,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from fhir_server.access.context import AccessContext
-from fhir_server.errors import FhirError
-from fhir_server.service import FhirService
+from fhir_server import AccessContext, FhirError, FhirService
 
 
 class PortalError(Exception):

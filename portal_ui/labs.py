@@ -5,9 +5,7 @@ from dataclasses import dataclass, field
 from datetime import UTC
 from typing import Any
 
-from fhir_server.access.context import AccessContext
-from fhir_server.r4.display import concept_text
-from fhir_server.service import FhirService
+from fhir_server import AccessContext, FhirService, concept_text
 
 from . import charts
 from .fhir_data import day, parse_when, search_all

@@ -6,11 +6,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from fhir_server.access.context import AccessContext
-from fhir_server.errors import FhirError, PreconditionFailed, Unprocessable
-from fhir_server.r4.display import concept_text
-from fhir_server.rules.messages import CATEGORY_SYSTEM, MAX_MESSAGE_CHARS, MAX_SUBJECT_CHARS, PATIENT_CATEGORIES
-from fhir_server.service import FhirService
+from fhir_server import (
+    CATEGORY_SYSTEM,
+    MAX_MESSAGE_CHARS,
+    MAX_SUBJECT_CHARS,
+    PATIENT_CATEGORIES,
+    AccessContext,
+    FhirError,
+    FhirService,
+    PreconditionFailed,
+    Unprocessable,
+    concept_text,
+)
 
 from .fhir_data import PortalError, ref_id, search_all, when_text
 

@@ -11,10 +11,7 @@ from urllib.parse import urlencode, urlsplit
 from flask import Blueprint, Flask, current_app, redirect, render_template, request
 from werkzeug.exceptions import HTTPException
 
-from fhir_server.access.context import AccessContext
-from fhir_server.errors import FhirError
-from fhir_server.r4.display import human_name
-from fhir_server.service import FhirService
+from fhir_server import AccessContext, FhirError, FhirService, human_name
 from smart_auth.accounts import session as auth
 
 from . import access_log
@@ -182,7 +179,7 @@ def _wants_json() -> bool:
 def _http_error(err: HTTPException) -> Any:
     status = err.code or 500
     if request.path.startswith("/fhir"):
-        from fhir_server.rest.http import error_response
+        from fhir_server import error_response
         fe = FhirError(err.description or err.name)
         fe.status, fe.code = status, {404: "not-found", 405: "not-supported"}.get(status, "invalid")
         return error_response(fe)
@@ -211,7 +208,7 @@ def _unexpected(err: Exception) -> Any:
         return _http_error(err)
     current_app.logger.exception("Unhandled error on %s", request.path)
     if request.path.startswith("/fhir"):
-        from fhir_server.rest.http import error_response
+        from fhir_server import error_response
         fe = FhirError("An internal error occurred; nothing was changed")
         fe.status, fe.code = 500, "exception"
         return error_response(fe)

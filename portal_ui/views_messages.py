@@ -5,7 +5,7 @@ from typing import Any
 
 from flask import current_app, flash, redirect, render_template, request
 
-from fhir_server.rules.messages import MAX_MESSAGE_CHARS, MAX_SUBJECT_CHARS, PATIENT_CATEGORIES
+from fhir_server import MAX_MESSAGE_CHARS, MAX_SUBJECT_CHARS, PATIENT_CATEGORIES
 from smart_auth.accounts import session as auth
 
 from . import messages

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from fhir_server.access.context import AccessContext
+from fhir_server import AccessContext
 
 from .models import PatientAccess, User
 from .passwords import hash_password, verify_password

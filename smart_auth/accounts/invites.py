@@ -8,9 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from fhir_server.access.context import AccessContext
-from fhir_server.errors import FhirError
-from fhir_server.r4.validation import validate_resource
+from fhir_server import AccessContext, FhirError, validate_resource
 
 from .errors import InputError, NotAllowed
 from .models import PatientAccess, User, utcnow

@@ -17,7 +17,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from fhir_server.audit import audit_event
+from fhir_server import audit_event
 
 from . import security
 from .errors import InputError, LinkProblem, LoginFailed, PolicyError, Throttled

@@ -42,8 +42,7 @@ def apps() -> Any:
 
 
 def _existing_patient(patient_id: str) -> str | None:
-    from fhir_server.access.context import AccessContext
-    from fhir_server.errors import FhirError
+    from fhir_server import AccessContext, FhirError
     try:
         current_app.extensions["fhir_service"].read(AccessContext.system("apps"), "Patient", patient_id)
     except FhirError:

@@ -9,7 +9,7 @@ from sqlalchemy import Engine, bindparam, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from fhir_server.storage.repository import HotSelect
+from fhir_server import HotSelect
 
 from .models import AppGrant, AuthCode, EncounterContext, LaunchContext, OAuthClient, OAuthToken, UsedAssertion
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fhir_server.access.context import ScopeGrant, parse_scope
+from fhir_server import ScopeGrant, parse_scope
 
 CONTEXT_SCOPES = ("openid", "fhirUser", "profile", "launch", "launch/patient", "launch/encounter",
                   "offline_access", "online_access")

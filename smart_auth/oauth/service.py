@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from fhir_server.access.context import AccessContext, parse_scope
+from fhir_server import AccessContext, parse_scope
 from smart_auth.accounts.models import PatientAccess, User
 from smart_auth.accounts.session import has_active_access
 

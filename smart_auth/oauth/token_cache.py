@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from fhir_server.access.context import AccessContext
+from fhir_server import AccessContext
 
 _FLAG = "carespace.auth_changed"
 

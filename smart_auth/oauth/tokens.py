@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Flask
 
-from fhir_server.audit import audit_event
+from fhir_server import audit_event
 from smart_auth.accounts.models import User
 from smart_auth.accounts.session import db
 

@@ -8,9 +8,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
-from fhir_server.access.context import AccessContext
-from fhir_server.errors import Unauthorized
-from fhir_server.rest.fastpath import HeaderResolver
+from fhir_server import AccessContext, HeaderResolver, Unauthorized
 from smart_auth.accounts.models import PatientAccess, User
 from smart_auth.accounts.session import db
 
