@@ -52,7 +52,7 @@ def everything(svc: "FhirService", ctx: AccessContext, req: EverythingRequest) -
     unknown = [t for t in req.types or [] if t not in resource_types()]
     if unknown:
         raise BadRequest(f"_type names unknown resource types: {', '.join(unknown)}", expression=["_type"])
-    svc.read(ctx, "Patient", req.patient_id)  # 404/410/403 exactly as a read would
+    svc.check_type("Patient", req.patient_id)
     if not req.types or "AuditEvent" in req.types:
         svc.settle_audit("AuditEvent")
     lo, hi = _bound(req.start, "start", False), _bound(req.end, "end", True)
@@ -81,6 +81,7 @@ def everything(svc: "FhirService", ctx: AccessContext, req: EverythingRequest) -
     conds.append(r.pk > after)
     page = EverythingPage()
     with svc.unit() as repo:
+        svc.visible_current(repo, ctx, "Patient", req.patient_id)  # 404/410/403 exactly as a read would
         q = (select(r.pk, r.res_type, r.fhir_id, r.text).join(c, c.res_pk == r.pk).where(and_(*conds))
              .order_by(r.pk))
         limit = req.count
@@ -118,7 +119,7 @@ def everything(svc: "FhirService", ctx: AccessContext, req: EverythingRequest) -
             page.next_cursor = svc.codec.encode({"e": req.patient_id, "k": rows[-1][0]})
         elif not req.cursor:
             page.total = len(page.entries)
-    svc._audit(ctx, "read", "Patient", [f"{t}/{i}" for t, i, _ in page.entries], patients=[req.patient_id])
+    svc.record_access(ctx, "read", "Patient", [f"{t}/{i}" for t, i, _ in page.entries], patients=[req.patient_id])
     return page
 
 

@@ -17,7 +17,7 @@ from flask import current_app, g, redirect, request, session
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from fhir_server.access.context import AccessContext
+from fhir_server import AccessContext
 
 from .models import PatientAccess, User
 
@@ -84,7 +84,18 @@ def login_required(view: F) -> F:
 
 
 def patients_for(dbs: Session, user: User) -> list[PatientChoice]:
-    """Patients the user may act for right now (active access only), own record first."""
+    """Patients the user may act for right now (active access only), own record first.
+
+    Worked out once per request (the menu, the banner and the view all ask); every change of access
+    is a POST that redirects, so the next request reads it again.
+    """
+    cache: dict[int, list[PatientChoice]] = g.setdefault("cs_choices", {})
+    if user.id not in cache:
+        cache[user.id] = _patients_for(dbs, user)
+    return list(cache[user.id])
+
+
+def _patients_for(dbs: Session, user: User) -> list[PatientChoice]:
     rows = dbs.execute(select(PatientAccess).where(PatientAccess.user_id == user.id,
                                                    PatientAccess.status == "active")).scalars().all()
     names = current_app.extensions.get("patient_name_lookup")
