@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 from datetime import date
 from typing import Any
 
@@ -179,9 +178,9 @@ def record(token: str) -> Response:
 
 
 def init_app(app: Flask) -> None:
-    """Register the routes and build the service (SEND_RECORD_* settings, env CARESPACE_SEND_RECORD_*)."""
+    """Register the routes and build the service (SEND_RECORD_* settings from carespace.config)."""
     def setting(key: str, default: int) -> int:
-        return int(app.config.get(key) or os.environ.get(f"CARESPACE_{key}") or default)
+        return int(app.config.get(key) or default)
 
     app.extensions["bundles"] = SendRecordService(
         app.extensions["carespace.sessions"], app.extensions["fhir_service"], app.extensions["mailer"],

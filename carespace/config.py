@@ -41,6 +41,18 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _flag(env: Mapping[str, str], name: str, default: str = "on") -> bool:
+    return (env.get(name) or default).strip().lower() not in ("0", "off", "false", "no")
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    try:
+        return int(raw) if raw else default
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, not {raw!r}") from None
+
+
 def load(test_config: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Resolve the settings documented in README.md; test_config overrides everything."""
     env = os.environ if env is None else env
@@ -56,8 +68,13 @@ def load(test_config: Mapping[str, Any] | None = None, env: Mapping[str, str] | 
         "SECRET_KEY": env.get("CARESPACE_SECRET_KEY") or None,
         "MAX_CONTENT_LENGTH": None,
         "TOKEN_CACHE_SECONDS": _seconds(env, "CARESPACE_TOKEN_CACHE_SECONDS", 5.0),
-        "FHIR_READ_FAST_PATH": (env.get("CARESPACE_FHIR_READ_FAST_PATH") or "on").strip().lower()
-        not in ("0", "off", "false", "no"),
+        "FHIR_READ_FAST_PATH": _flag(env, "CARESPACE_FHIR_READ_FAST_PATH"),
+        "DYNAMIC_CLIENT_REGISTRATION": _flag(env, "CARESPACE_DYNAMIC_CLIENT_REGISTRATION"),
+        "CLOCK_OFFSET_S": _seconds(env, "CARESPACE_CLOCK_OFFSET_S", 0.0),
+        "PORTAL_RESOURCES_JSON": env.get("CARESPACE_PORTAL_RESOURCES") or None,
+        **{key: _int(env, f"CARESPACE_{key}", default) for key, default in (
+            ("SEND_RECORD_TTL_DAYS", 30), ("SEND_RECORD_LIMIT_PER_IP", 60), ("SEND_RECORD_LIMIT_WINDOW_S", 900),
+            ("SEND_RECORD_LIMIT_PER_RECORD", 30))},
     }
     cfg.update(overrides)
     if not cfg["SECRET_KEY"]:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -133,7 +132,7 @@ def portal_resources() -> list[dict[str, str]]:
     configured = current_app.config.get("PORTAL_RESOURCES")
     if configured:
         return list(configured)
-    raw = os.environ.get("CARESPACE_PORTAL_RESOURCES")
+    raw = current_app.config.get("PORTAL_RESOURCES_JSON")
     path = Path(current_app.instance_path) / "portal_resources.json"
     try:
         if raw:

@@ -1,7 +1,6 @@
 """Account pages: login (+ two-step), logout, registration, forgot/reset password, Manage Users, Account security."""
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -275,9 +274,9 @@ def _not_allowed(err: NotAllowed) -> Any:
 
 
 def _clock(app: Flask) -> Any:
-    """time.time(), shifted by CLOCK_OFFSET_S / CARESPACE_CLOCK_OFFSET_S (tests move the clock)."""
+    """time.time(), shifted by CLOCK_OFFSET_S (CARESPACE_CLOCK_OFFSET_S; tests move the clock)."""
     def now() -> float:
-        offset = app.config.get("CLOCK_OFFSET_S") or os.environ.get("CARESPACE_CLOCK_OFFSET_S") or 0
+        offset = app.config.get("CLOCK_OFFSET_S") or 0
         return time.time() + float(offset)
     return now
 

@@ -3,7 +3,6 @@ init_app wires the authorization server, the FHIR bearer-token resolver, CORS an
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
@@ -175,9 +174,6 @@ def init_app(app: Flask) -> None:
     from .apps import bp as apps_bp
     from .authorize import bp as authorize_bp
 
-    if "DYNAMIC_CLIENT_REGISTRATION" not in app.config:  # CARESPACE_DYNAMIC_CLIENT_REGISTRATION=off disables it
-        flag = os.environ.get("CARESPACE_DYNAMIC_CLIENT_REGISTRATION", "on").strip().lower()
-        app.config["DYNAMIC_CLIENT_REGISTRATION"] = flag not in ("0", "off", "false", "no")
     key = ServerKey(app.config["INSTANCE_DIR"])
     app.extensions["smart.key"] = key
     audit = make_audit(app)

@@ -126,3 +126,11 @@ def test_no_import_cycles(package: str) -> None:
 def test_the_cycle_finder_finds_cycles() -> None:
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_settings_are_read_only_in_carespace_config() -> None:
+    """Every CARESPACE_* setting is read in one place, so README's table has one source to match."""
+    bad = [f"{path.relative_to(ROOT)}:{n}" for package in OURS for path in sorted((ROOT / package).rglob("*.py"))
+           if path.relative_to(ROOT).as_posix() != "carespace/config.py"
+           for n, line in enumerate(path.read_text().splitlines(), 1) if "os.environ" in line or "getenv(" in line]
+    assert not bad, "read settings in carespace/config.py:\n" + "\n".join(bad)
