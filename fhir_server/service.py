@@ -22,6 +22,7 @@ from .r4.validation import is_valid_id, validate_resource
 from .rules.documents import file_existing_binaries
 from .search.conditions import ConditionBuilder
 from .search.executor import CursorCodec, SearchExecutor, SearchPage
+from .search.includes import add_includes
 from .search.parse import SearchRequest, parse
 from .storage.indexing import Extractor
 from .storage.models import ResourceRow, ResourceVersion
@@ -297,8 +298,7 @@ class FhirService:
         ex = SearchExecutor(repo.s, self.guard.builder_for(ctx), self.codec)
         page = ex.run(req, extra, types, extra_driven=driven)
         if req.includes or req.revincludes:
-            from .search.includes import add_includes
-            add_includes(self, repo, ctx, ex, req, page)
+            add_includes(self, repo, ctx, req, page)
         return page
 
     def search(self, ctx: AccessContext, rtype: str | None, items: Iterable[tuple[str, str]],

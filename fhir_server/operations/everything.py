@@ -4,14 +4,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from sqlalchemy import and_, or_, select
-
 from ..access.context import AccessContext
 from ..errors import BadRequest, NotFound
 from ..r4.dates import parse_range
 from ..r4.tables import compartment_params, patient_compartment, resource_types
-from ..search.executor import SearchExecutor
-from ..storage.models import CompartmentIndex, ReferenceIndex, ResourceRow
+from ..storage.repository import CompartmentFilter
 
 if TYPE_CHECKING:
     from ..service import FhirService
@@ -55,37 +52,23 @@ def everything(svc: "FhirService", ctx: AccessContext, req: EverythingRequest) -
     svc.check_type("Patient", req.patient_id)
     if not req.types or "AuditEvent" in req.types:
         svc.settle_audit("AuditEvent")
-    lo, hi = _bound(req.start, "start", False), _bound(req.end, "end", True)
-    since = _bound(req.since, "_since", False)
-    c, r = CompartmentIndex, ResourceRow
     # Members are the types the R4 compartment definition lists (the index also files Binary documents
     # under their patient, for access checks; those are not compartment members).
-    members = sorted(t for t in patient_compartment() if compartment_params(t)) + ["Patient"]
-    conds = [c.patient_id == req.patient_id, r.deleted.is_(False), c.res_type.in_(members)]
-    if lo is not None:
-        conds.append(or_(c.date_high.is_(None), c.date_high >= lo))
-    if hi is not None:
-        conds.append(or_(c.date_low.is_(None), c.date_low <= hi))
-    if since is not None:
-        conds.append(r.updated_ms >= since)
-    untyped = list(conds)  # referenced resources come from every member, whatever _type lists
-    if req.types:
-        conds.append(c.res_type.in_(req.types))
+    members = tuple(sorted(t for t in patient_compartment() if compartment_params(t)) + ["Patient"])
+    flt = CompartmentFilter(req.patient_id, members, tuple(req.types) if req.types else None,
+                            _bound(req.start, "start", False), _bound(req.end, "end", True),
+                            _bound(req.since, "_since", False))
     after = 0
     if req.cursor:
         data = svc.codec.decode(req.cursor)
         if data.get("e") != req.patient_id:
             raise BadRequest("The paging cursor belongs to a different $everything request")
         after = int(data["k"])
-    earlier = [*untyped, r.pk <= after]
-    conds.append(r.pk > after)
     page = EverythingPage()
     with svc.unit() as repo:
         svc.visible_current(repo, ctx, "Patient", req.patient_id)  # 404/410/403 exactly as a read would
-        q = (select(r.pk, r.res_type, r.fhir_id, r.text).join(c, c.res_pk == r.pk).where(and_(*conds))
-             .order_by(r.pk))
         limit = req.count
-        rows = repo.s.execute(q.limit(limit + 1) if limit is not None else q).all()
+        rows = repo.compartment_rows(flt, after, limit + 1 if limit is not None else None)
         more = limit is not None and len(rows) > limit
         rows = rows[:limit] if limit is not None else rows
         seen = set()
@@ -94,22 +77,17 @@ def everything(svc: "FhirService", ctx: AccessContext, req: EverythingRequest) -
             if (t, i) in seen or pk not in visible:
                 continue
             seen.add((t, i))
-            page.entries.append((t, i, text or ""))
-        ex = SearchExecutor(repo.s, svc.builder, svc.codec)
+            page.entries.append((t, i, text))
         sources = [row[0] for row in rows]
         if req.types:  # members of unlisted types in this page's key window may refer to listed ones
-            window = [*untyped, r.pk > after] + ([r.pk <= rows[-1][0]] if more else [])
-            sources = list(repo.s.execute(select(r.pk).join(c, c.res_pk == r.pk).where(and_(*window))).scalars())
-        refs = ex.references_from(sources, None, None)
+            sources = repo.compartment_pks(flt, after, rows[-1][0] if more else None)
+        refs = repo.references_from(sources, None, None)
         outside = [(t, i) for t, i in refs if (t, i) not in seen and t != "Patient" and not compartment_params(t)
                    and (not req.types or t in req.types)]
         if after and outside:  # each referenced resource comes once: with the first page that refers to it
-            shown = repo.s.execute(
-                select(ReferenceIndex.target_type, ReferenceIndex.target_id).distinct()
-                .join(r, r.pk == ReferenceIndex.res_pk).join(c, c.res_pk == r.pk)
-                .where(and_(*earlier), ReferenceIndex.target_id.in_(sorted({i for _, i in outside})))).all()
-            outside = [ref for ref in outside if ref not in {(t, i) for t, i in shown}]
-        found = ex.pks_of(outside)
+            shown = repo.referenced_up_to(flt, after, [i for _, i in outside])
+            outside = [ref for ref in outside if ref not in shown]
+        found = repo.pks_of(outside)
         allowed = svc.guard.readable(repo, ctx, [(pk, t, i) for pk, t, i, _ in found])
         for pk, t, i, text in found:
             if pk in allowed:

@@ -45,7 +45,7 @@ def file_binaries_under_subject(repo: "Repository", resource: dict[str, Any], ct
             continue
         current = repo.current("Binary", bid)
         if current is None or current.deleted or current.text is None:
-            repo.s.info.setdefault(_PENDING, {})[bid] = patient
+            repo.unit_state(_PENDING)[bid] = patient
             continue
         binary = json.loads(current.text)
         if not binary.get("securityContext"):
@@ -56,7 +56,7 @@ def file_binaries_under_subject(repo: "Repository", resource: dict[str, Any], ct
 @rule("Binary")
 def take_pending_context(repo: "Repository", resource: dict[str, Any], ctx: AccessContext) -> None:
     """A Binary named earlier in the same transaction by the practice's document gets its patient."""
-    patient = repo.s.info.get(_PENDING, {}).pop(resource.get("id"), None)
+    patient = repo.unit_state(_PENDING).pop(str(resource.get("id")), None)
     if patient and not resource.get("securityContext") and _unconfined(ctx, "Binary"):
         resource["securityContext"] = {"reference": f"Patient/{patient}"}
 

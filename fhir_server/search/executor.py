@@ -8,11 +8,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement
 from sqlalchemy.orm import Session
 
 from ..errors import BadRequest
-from ..storage.models import ReferenceIndex, ResourceRow
 from .conditions import ConditionBuilder
 from .parse import SearchRequest
 from .plan import KeyPlan
@@ -102,43 +101,3 @@ class SearchExecutor:
         crit = [(c.name, c.modifier, c.values, repr(c.chain), repr(c.has)) for c in req.criteria]
         blob = json.dumps([req.resource_type, crit, req.sort], sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-    # ---- _include / _revinclude ----
-    def references_from(self, pks: list[int], param: str | None, target: str | None) -> list[tuple[str, str]]:
-        """(type, id) of resources referenced from `pks` through `param` ('*' or None: any)."""
-        q = select(ReferenceIndex.target_type, ReferenceIndex.target_id).where(
-            ReferenceIndex.res_pk.in_(pks), ReferenceIndex.target_id.is_not(None))
-        if param and param != "*":
-            q = q.where(ReferenceIndex.param == param)
-        if target:
-            q = q.where(ReferenceIndex.target_type == target)
-        return [(t, i) for t, i in self.s.execute(q.distinct()) if t and i]
-
-    def referencing(self, source: str, param: str, targets: list[tuple[str, str]]) -> list[int]:
-        """pks of `source` resources ('*': any type) whose `param` points at one of `targets`."""
-        out: list[int] = []
-        by_type: dict[str, list[str]] = {}
-        for t, i in targets:
-            by_type.setdefault(t, []).append(i)
-        for t, ids in by_type.items():
-            q = select(ReferenceIndex.res_pk).where(ReferenceIndex.target_type == t, ReferenceIndex.target_id.in_(ids))
-            if source != "*":
-                q = q.where(ReferenceIndex.res_type == source)
-            if param != "*":
-                q = q.where(ReferenceIndex.param == param)
-            out += [r[0] for r in self.s.execute(q.distinct())]
-        return out
-
-    def pks_of(self, refs: list[tuple[str, str]]) -> list[tuple[int, str, str, str]]:
-        """(pk, type, id, text) of live resources named by (type, id)."""
-        out: list[tuple[int, str, str, str]] = []
-        by_type: dict[str, list[str]] = {}
-        for t, i in refs:
-            by_type.setdefault(t, []).append(i)
-        for t, ids in by_type.items():
-            for start in range(0, len(ids), 500):
-                q = select(ResourceRow.pk, ResourceRow.res_type, ResourceRow.fhir_id, ResourceRow.text).where(
-                    ResourceRow.res_type == t, ResourceRow.fhir_id.in_(ids[start:start + 500]),
-                    ResourceRow.deleted.is_(False))
-                out += [(r[0], r[1], r[2], r[3] or "") for r in self.s.execute(q)]
-        return out

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..access.context import AccessContext
-from .executor import SearchExecutor, SearchPage
+from .executor import SearchPage
 from .parse import SearchRequest
 
 if TYPE_CHECKING:
@@ -15,7 +15,7 @@ MAX_ITERATIONS = 3
 MAX_INCLUDED = 2000
 
 
-def add_includes(svc: "FhirService", repo: "Repository", ctx: AccessContext, ex: SearchExecutor,
+def add_includes(svc: "FhirService", repo: "Repository", ctx: AccessContext,
                  req: SearchRequest, page: SearchPage) -> None:
     """Append included resources to `page.included` (deduplicated, never repeating a match)."""
     seen = {(t, i) for t, i, _ in page.matches}
@@ -28,8 +28,8 @@ def add_includes(svc: "FhirService", repo: "Repository", ctx: AccessContext, ex:
             source_pks = [pk for pk, (t, _) in frontier if inc.source in ("*", t)]
             if not source_pks:
                 continue
-            refs = ex.references_from(source_pks, inc.param, inc.target)
-            found = ex.pks_of([r for r in refs if r not in seen])
+            refs = repo.references_from(source_pks, inc.param, inc.target)
+            found = repo.pks_of([r for r in refs if r not in seen])
             allowed = svc.guard.readable(repo, ctx, [(pk, t, i) for pk, t, i, _ in found])
             for pk, t, i, text in found:
                 if (t, i) not in seen and pk in allowed:
@@ -40,7 +40,7 @@ def add_includes(svc: "FhirService", repo: "Repository", ctx: AccessContext, ex:
             if depth > 0 and not inc.iterate:
                 continue
             targets = [ti for _, ti in frontier]
-            pks = ex.referencing(inc.source, inc.param, targets)
+            pks = repo.referencing(inc.source, inc.param, targets)
             texts = repo.texts_by_pk(pks)
             allowed = svc.guard.readable(repo, ctx, [(pk, t, i) for pk, (t, i, _) in texts.items()])
             for pk, (t, i, text) in texts.items():

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, delete, func, insert, select, update
+from sqlalchemy import Engine, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy import text as sql_text
 from sqlalchemy.orm import Session
 
@@ -41,12 +42,42 @@ def dumps(resource: dict[str, Any]) -> str:
     return json.dumps(resource, separators=(",", ":"), ensure_ascii=False)
 
 
+@dataclass(frozen=True)
+class CompartmentFilter:
+    """Which members of a patient's compartment: types, clinical dates, changed since."""
+
+    patient_id: str
+    members: tuple[str, ...]
+    types: tuple[str, ...] | None = None
+    low: int | None = None  # clinical date bounds (ms)
+    high: int | None = None
+    since: int | None = None  # lastUpdated (ms)
+
+    def conditions(self, typed: bool) -> list[Any]:
+        c = CompartmentIndex
+        conds: list[Any] = [c.patient_id == self.patient_id, ResourceRow.deleted.is_(False),
+                            c.res_type.in_(self.members)]
+        if self.low is not None:
+            conds.append(or_(c.date_high.is_(None), c.date_high >= self.low))
+        if self.high is not None:
+            conds.append(or_(c.date_low.is_(None), c.date_low <= self.high))
+        if self.since is not None:
+            conds.append(ResourceRow.updated_ms >= self.since)
+        if typed and self.types:
+            conds.append(c.res_type.in_(self.types))
+        return conds
+
+
 class Repository:
     """Storage operations inside one SQLAlchemy session (the caller owns the transaction)."""
 
     def __init__(self, session: Session, extractor: Extractor) -> None:
         self.s = session
         self.extractor = extractor
+
+    def unit_state(self, key: str) -> dict[str, Any]:
+        """A dictionary that lives as long as this unit of work (rules that span a transaction's entries)."""
+        return self.s.info.setdefault(key, {})  # type: ignore[no-any-return]
 
     # ---- reads ----
     def current(self, rtype: str, fhir_id: str) -> ResourceRow | None:
@@ -136,6 +167,70 @@ class Repository:
         rows = list(self.s.execute(query).scalars())
         self.s.expunge_all()
         return rows
+
+    # ---- references (includes, $everything) ----
+    def references_from(self, pks: list[int], param: str | None, target: str | None) -> list[tuple[str, str]]:
+        """(type, id) of resources referenced from `pks` through `param` ('*' or None: any)."""
+        q = select(ReferenceIndex.target_type, ReferenceIndex.target_id).where(
+            ReferenceIndex.res_pk.in_(pks), ReferenceIndex.target_id.is_not(None))
+        if param and param != "*":
+            q = q.where(ReferenceIndex.param == param)
+        if target:
+            q = q.where(ReferenceIndex.target_type == target)
+        return [(t, i) for t, i in self.s.execute(q.distinct()) if t and i]
+
+    def referencing(self, source: str, param: str, targets: list[tuple[str, str]]) -> list[int]:
+        """pks of `source` resources ('*': any type) whose `param` points at one of `targets`."""
+        out: list[int] = []
+        by_type: dict[str, list[str]] = {}
+        for t, i in targets:
+            by_type.setdefault(t, []).append(i)
+        for t, ids in by_type.items():
+            q = select(ReferenceIndex.res_pk).where(ReferenceIndex.target_type == t, ReferenceIndex.target_id.in_(ids))
+            if source != "*":
+                q = q.where(ReferenceIndex.res_type == source)
+            if param != "*":
+                q = q.where(ReferenceIndex.param == param)
+            out += [r[0] for r in self.s.execute(q.distinct())]
+        return out
+
+    def pks_of(self, refs: list[tuple[str, str]]) -> list[tuple[int, str, str, str]]:
+        """(pk, type, id, text) of live resources named by (type, id)."""
+        out: list[tuple[int, str, str, str]] = []
+        by_type: dict[str, list[str]] = {}
+        for t, i in refs:
+            by_type.setdefault(t, []).append(i)
+        for t, ids in by_type.items():
+            for start in range(0, len(ids), 500):
+                q = select(ResourceRow.pk, ResourceRow.res_type, ResourceRow.fhir_id, ResourceRow.text).where(
+                    ResourceRow.res_type == t, ResourceRow.fhir_id.in_(ids[start:start + 500]),
+                    ResourceRow.deleted.is_(False))
+                out += [(r[0], r[1], r[2], r[3] or "") for r in self.s.execute(q)]
+        return out
+
+    def compartment_rows(self, flt: CompartmentFilter, after: int, limit: int | None) -> list[tuple[int, str, str, str]]:
+        """(pk, type, id, text) of a patient's compartment members past key `after`, in key order."""
+        q = (select(ResourceRow.pk, ResourceRow.res_type, ResourceRow.fhir_id, ResourceRow.text)
+             .join(CompartmentIndex, CompartmentIndex.res_pk == ResourceRow.pk)
+             .where(*flt.conditions(typed=True), ResourceRow.pk > after).order_by(ResourceRow.pk))
+        rows = self.s.execute(q.limit(limit) if limit is not None else q).all()
+        return [(pk, t, i, text or "") for pk, t, i, text in rows]
+
+    def compartment_pks(self, flt: CompartmentFilter, after: int, upto: int | None) -> list[int]:
+        """Keys of a patient's compartment members of every type in the key window (after, upto]."""
+        window = [ResourceRow.pk > after] + ([ResourceRow.pk <= upto] if upto is not None else [])
+        return list(self.s.execute(select(ResourceRow.pk).join(CompartmentIndex, CompartmentIndex.res_pk == ResourceRow.pk)
+                                   .where(*flt.conditions(typed=False), *window)).scalars())
+
+    def referenced_up_to(self, flt: CompartmentFilter, upto: int, target_ids: Sequence[str]) -> set[tuple[str, str]]:
+        """(type, id) among `target_ids` that compartment members with keys <= `upto` reference."""
+        rows = self.s.execute(
+            select(ReferenceIndex.target_type, ReferenceIndex.target_id).distinct()
+            .join(ResourceRow, ResourceRow.pk == ReferenceIndex.res_pk)
+            .join(CompartmentIndex, CompartmentIndex.res_pk == ResourceRow.pk)
+            .where(*flt.conditions(typed=False), ResourceRow.pk <= upto,
+                   ReferenceIndex.target_id.in_(sorted(set(target_ids))))).all()
+        return {(str(t), str(i)) for t, i in rows}
 
     # ---- writes ----
     def write(self, resource: dict[str, Any], current: ResourceRow | None, method: str) -> ResourceRow:
