@@ -3,8 +3,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
-
 from ..access.context import AccessContext
 from ..errors import BadRequest, FhirError, Forbidden, NotFound
 from ..r4.dates import parse_range
@@ -22,8 +20,7 @@ def history(svc: "FhirService", ctx: AccessContext, rtype: str | None, fid: str 
         raise BadRequest(f"_count must be a non-negative integer, not {count!r}", expression=["_count"])
     limit = max(1, min(int(count), 1000)) if count else 50
     svc.settle_audit(rtype)
-    v = ResourceVersion
-    q = select(v)
+    res_pk: int | None = None
     if rtype and fid:
         svc.check_type(rtype, fid)
         with svc.unit() as repo:
@@ -36,26 +33,26 @@ def history(svc: "FhirService", ctx: AccessContext, rtype: str | None, fid: str 
             else:  # a deleted resource's history is shown to whoever could see what was deleted
                 last = repo.last_live_version(cur.pk)
                 svc.guard.check_version(repo, ctx, rtype, fid, last.text if last else None, "history")
-        q = q.where(v.res_pk == cur.pk)
+        res_pk = cur.pk
     elif rtype:
         svc.check_type(rtype)
         if not ctx.trusted and (not ctx.grants_for(rtype, "r") or ctx.compartment_limit(rtype, ctx.grants_for(rtype, "r")) is not None):
             raise Forbidden("Type history needs user or system read access to the type")
-        q = q.where(v.res_type == rtype)
     elif not ctx.trusted:
         raise Forbidden("System history needs system access")
+    since_ms = before = None
     if since:
         rng = parse_range(since)
         if rng is None:
             raise BadRequest(f"_since must be an instant, not {since!r}")
-        q = q.where(v.updated_ms >= rng[0])
+        since_ms = rng[0]
     if cursor:
         data = svc.codec.decode(cursor)
         if not isinstance(data.get("h"), int):
             raise BadRequest("The paging cursor does not belong to a history")
-        q = q.where(v.pk < data["h"])
+        before = data["h"]
     with svc.unit() as repo:
-        rows = repo.history_rows(q.order_by(v.pk.desc()).limit(limit + 1))
+        rows = repo.history_rows(res_pk, rtype, since_ms, before, limit + 1)
         nxt = svc.codec.encode({"h": rows[limit - 1].pk}) if len(rows) > limit else None
         shown = [row for row in rows[:limit] if _version_visible(svc, repo, ctx, row, rows)]
     svc.record_access(ctx, "history", rtype or "", sorted({f"{r.res_type}/{r.fhir_id}" for r in shown}))

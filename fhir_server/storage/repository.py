@@ -162,9 +162,19 @@ class Repository:
             .where(ReferenceIndex.target_type == rtype, ReferenceIndex.target_id == fhir_id,
                    ResourceRow.pk != pk, ResourceRow.deleted.is_(False)).limit(limit))]
 
-    def history_rows(self, query: Any) -> list[ResourceVersion]:
-        """Version rows of a history query, detached from the session."""
-        rows = list(self.s.execute(query).scalars())
+    def history_rows(self, res_pk: int | None, rtype: str | None, since_ms: int | None, before: int | None,
+                     limit: int) -> list[ResourceVersion]:
+        """Versions newest first (of one resource, one type, or all), detached from the session."""
+        q = select(ResourceVersion)
+        if res_pk is not None:
+            q = q.where(ResourceVersion.res_pk == res_pk)
+        elif rtype is not None:
+            q = q.where(ResourceVersion.res_type == rtype)
+        if since_ms is not None:
+            q = q.where(ResourceVersion.updated_ms >= since_ms)
+        if before is not None:
+            q = q.where(ResourceVersion.pk < before)
+        rows = list(self.s.execute(q.order_by(ResourceVersion.pk.desc()).limit(limit)).scalars())
         self.s.expunge_all()
         return rows
 
