@@ -85,5 +85,5 @@ def test_committed_tables_are_what_the_generator_produces(tmp_path: Path) -> Non
 
 def test_committed_capability_statement_is_what_the_generator_produces() -> None:
     """capability_statement.json is scripts/gen_capability.py's output for the current tables."""
-    committed = json.loads((ROOT / "capability_statement.json").read_text())
+    committed = json.loads((ROOT / "fhir_server" / "capability_statement.json").read_text())
     assert committed == _script("gen_capability").build()
