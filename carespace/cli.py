@@ -31,7 +31,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return func(args)
     except CommandError as exc:
-        print(f"carespace {args.command}: error: {exc}", file=sys.stderr)
+        name = " ".join(n for n in (args.command, getattr(args, "db_command", None)) if n)  # `carespace db current`
+        print(f"carespace {name}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
