@@ -3,7 +3,7 @@
 A clone must pass `make test` with nothing beside it, so tests may not read ../shared (or any sibling of
 the checkout). An audit hook (PEP 578) sees every open(), os.open(), directory listing, chdir,
 sqlite3.connect and subprocess argument of the test process and allows only: the clone, the Python
-installation, this session's temporary folders (pytest's, tempfile's, the tests' own `carespace-*`),
+installation, this session's temporary folders (pytest's, tempfile's, Playwright's, the tests' `carespace-*`),
 the home folder's dot-folders (settings and caches) and the system's folders (/usr, /etc, /dev, ...).
 Everything else, and above all the clone's siblings, raises OutsideRepository and is recorded, so a
 test that swallows the exception still fails at teardown, and an import-time reach fails the session.
@@ -24,7 +24,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SYSTEM = ("/usr", "/lib", "/lib32", "/lib64", "/bin", "/sbin", "/etc", "/dev", "/proc", "/sys", "/run")
-TEMP_NAMES = ("pytest-of-", "tmp", "carespace-")
+TEMP_NAMES = ("pytest-of-", "tmp", "carespace-", "playwright")  # playwright-artifacts-*: the browser's downloads
 WATCHED = frozenset({"open", "os.listdir", "os.scandir", "os.chdir", "sqlite3.connect", "subprocess.Popen"})
 
 violations: list[str] = []
