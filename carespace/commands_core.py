@@ -54,6 +54,8 @@ def _current(args: argparse.Namespace) -> int:
     head = migrations.head()
     if rev == head:
         print(f"{rev} (head)")
+    elif rev is not None and not migrations.known(rev):
+        print(f"{rev} (unknown to this CareSpace, whose head is {head}: a newer release migrated the database)")
     elif rev is not None:
         print(f"{rev} (this CareSpace's head is {head}: run `carespace db upgrade`)")
     elif legacy:

@@ -38,6 +38,10 @@ FOLDER = Path(__file__).resolve().parent
 LOCK_KEY = 7_420_117  # pg_advisory_lock: one upgrader at a time when several processes start together
 
 
+class UnknownRevision(Exception):
+    """The database is at a revision this code does not have (a newer CareSpace migrated it)."""
+
+
 @dataclass
 class Outcome:
     """What an upgrade found and did, for `carespace db upgrade` to say."""
@@ -67,6 +71,14 @@ def head() -> str:
     found = script().get_current_head()
     assert found is not None, "carespace/migrations/versions holds no revision"
     return found
+
+
+def known(rev: str) -> bool:
+    """Whether the installed code has revision `rev`."""
+    try:
+        return script().get_revision(rev) is not None
+    except Exception:  # noqa: BLE001 - alembic raises several kinds for an unknown id
+        return False
 
 
 def _product_tables() -> set[str]:
@@ -107,6 +119,9 @@ def upgrade(engine: Engine) -> Outcome:
         rev = MigrationContext.configure(conn).get_current_revision()
         conn.commit()
         legacy = rev is None and bool(before_tables & _product_tables())
+        if rev is not None and not known(rev):
+            raise UnknownRevision(f"the database is at schema revision {rev}, which this CareSpace (head {target}) "
+                                  "does not have: a newer release migrated it; install that release or a later one")
         if rev != target:
             if rev is None and not legacy:  # empty: the models' schema at once, equal to every revision's
                 with conn.begin():

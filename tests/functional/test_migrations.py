@@ -164,3 +164,21 @@ def test_db_current_names_an_empty_database_and_a_bad_url_in_one_line(tmp_path: 
     assert bad.returncode == 1 and bad.stdout == ""
     assert bad.stderr.startswith("carespace db current: error: cannot reach or migrate the database: ")
     assert len(bad.stderr.strip().splitlines()) == 1 and "Traceback" not in bad.stderr
+
+
+def test_a_database_from_a_newer_release_is_refused_in_one_line(empty: Any, tmp_path: Path) -> None:
+    """Older code never touches a schema it does not know: `db upgrade` says why and exits 1."""
+    db.upgrade(empty)
+    with empty.begin() as conn:
+        conn.exec_driver_sql("UPDATE alembic_version SET version_num = '9999'")
+    url = empty.url.render_as_string(hide_password=False)
+    done = cli(url, tmp_path / "instance", "db", "upgrade")
+    assert done.returncode == 1 and done.stderr.startswith("carespace db upgrade: error: the database is at schema "
+                                                           "revision 9999, which this CareSpace"), done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    current = cli(url, tmp_path / "instance", "db", "current")
+    assert current.returncode == 0 and current.stdout.startswith("9999 (unknown to this CareSpace"), current.stderr
+    demo = cli(url, tmp_path / "instance", "demo")  # every command that upgrades first says the same
+    assert demo.returncode == 1 and demo.stderr.startswith("carespace demo: error: the database is at schema revision")
+    with pytest.raises(migrations.UnknownRevision):
+        db.upgrade(empty)
