@@ -66,8 +66,9 @@ def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str
     venv = base / "venv"
     _run([sys.executable, "-m", "venv", "--without-pip", str(venv)])
     frozen = _run([sys.executable, "-m", "pip", "freeze", "--exclude-editable"]).stdout
-    (base / "constraints.txt").write_text("\n".join(line for line in frozen.splitlines()
-                                                    if not line.lower().startswith("carespace")) + "\n")
+    pins = [line for line in frozen.splitlines()  # name==version only: constraints take no URLs
+            if "==" in line and " @ " not in line and not line.lower().startswith("carespace")]
+    (base / "constraints.txt").write_text("\n".join(pins) + "\n")
     _run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "-q",
           "-c", str(base / "constraints.txt"), str(wheel)])
     elsewhere = base / "elsewhere"
