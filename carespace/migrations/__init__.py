@@ -32,6 +32,8 @@ from alembic import command
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.script.revision import RevisionError
+from alembic.util import CommandError as AlembicCommandError
 from sqlalchemy import Connection, Engine, inspect
 
 FOLDER = Path(__file__).resolve().parent
@@ -63,6 +65,7 @@ def config(connection: Connection | None = None) -> Config:
 
 @cache
 def script() -> ScriptDirectory:
+    """The revisions in versions/ (read once per process: they change only with the installed code)."""
     return ScriptDirectory.from_config(config())
 
 
@@ -77,7 +80,7 @@ def known(rev: str) -> bool:
     """Whether the installed code has revision `rev`."""
     try:
         return script().get_revision(rev) is not None
-    except Exception:  # noqa: BLE001 - alembic raises several kinds for an unknown id
+    except (RevisionError, AlembicCommandError):  # an id no revision file has
         return False
 
 
