@@ -8,16 +8,18 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: run test test-fast bench lint typecheck tables system-deps clean
 
+# Editable install with the test extras; -qq keeps pip and the build backend to errors only.
 $(STAMP):
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]' --config-settings editable_mode=compat
-	rm -f $(VENV)/.installed-*; touch $@
+	@echo "installing CareSpace and its test tools into $(VENV) (when setup.cfg or pyproject.toml change)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install -qq --upgrade pip
+	@$(BIN)/pip install -qq -e '.[test]'
+	@rm -f $(VENV)/.installed-*; touch $@
 
 run: $(STAMP)
-	$(BIN)/carespace db upgrade
-	$(BIN)/carespace demo
-	$(BIN)/carespace serve --host 127.0.0.1 --port 8000
+	@$(BIN)/carespace db upgrade
+	@$(BIN)/carespace demo
+	@$(BIN)/carespace serve --host 127.0.0.1 --port 8000
 
 # Debian's chromium (browser tests) and postgresql (throwaway cluster), installed when missing.
 system-deps:

@@ -146,7 +146,7 @@ and comparisons are ratios measured in the same run.
 
 METHOD = """## How each figure is measured
 
-- **Import**: the 12 bundles of `../shared/synthea` (4,619 resources) through `carespace.importer.run_import`,
+- **Import**: the 12 Synthea bundles of `tests/data/synthea.tar.xz` (4,619 resources) through `carespace.importer.run_import`,
   the code behind `carespace import`: every resource validated as R4, each bundle one transaction, into an
   empty store. Median of several imports, each into a fresh database.
 - **Read by id**: the real app (`create_app`) and a floor WSGI app run under one waitress server in a

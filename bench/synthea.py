@@ -12,19 +12,19 @@ from sqlalchemy import text
 
 from fhir_server.access.context import AccessContext
 from fhir_server.operations.everything import EverythingRequest, everything
+from tests.support.data import synthea_dir
 
 from .measure import Client, summary, timed
 
-ROOT = Path(__file__).resolve().parent.parent
-SYNTHEA = ROOT.parent / "shared" / "synthea"
 LARGEST = "Fletcher_Hyatt"
 SYSTEM = AccessContext.system("bench")
 
 
 def synthea_files() -> list[Path]:
-    files = sorted(SYNTHEA.glob("*.json"))
+    """The 12 bundles the repository carries (tests/data/synthea.tar.xz), so a plain clone can run the bench."""
+    files = sorted(synthea_dir().glob("*.json"))
     if len(files) != 12:
-        raise SystemExit(f"bench needs the 12 Synthea bundles in {SYNTHEA} (found {len(files)})")
+        raise SystemExit(f"bench needs the 12 Synthea bundles of tests/data/synthea.tar.xz (found {len(files)})")
     return files
 
 

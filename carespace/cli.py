@@ -25,13 +25,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .migrations import UnknownRevision  # every command may meet a schema a newer release wrote
+
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
-    except CommandError as exc:
-        print(f"carespace {args.command}: error: {exc}", file=sys.stderr)
+    except (CommandError, UnknownRevision) as exc:
+        name = " ".join(n for n in (args.command, getattr(args, "db_command", None)) if n)  # `carespace db current`
+        print(f"carespace {name}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -1,4 +1,4 @@
-"""Core commands: serve, db upgrade, import."""
+"""Core commands: serve, db upgrade, db current, import."""
 from __future__ import annotations
 
 import argparse
@@ -14,16 +14,54 @@ def app_and_engine() -> tuple[Any, Any]:
     return app, app.extensions["carespace.engine"]
 
 
+def _database_error(exc: Exception) -> CommandError:
+    """One line a person can act on for a database that cannot be reached or migrated (the driver's words)."""
+    cause = getattr(exc, "orig", None) or exc
+    first = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
+    return CommandError(f"cannot reach or migrate the database: {exc.__class__.__name__}: {first}")
+
+
 def _upgrade(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
-    from . import db
+    from . import migrations
     _, engine = app_and_engine()
     try:
-        created = db.upgrade(engine)
+        done = migrations.upgrade(engine)
     except SQLAlchemyError as exc:
-        raise CommandError(f"cannot reach the database: {exc.__class__.__name__}: {str(exc).splitlines()[0]}") from None
-    print(f"database is up to date ({len(created)} tables created)")
+        raise _database_error(exc) from None
+    if done.before == done.after:
+        print(f"database is up to date (revision {done.after})")
+    elif done.legacy:
+        print(f"upgraded a database from before schema revisions to revision {done.after}, keeping every row "
+              f"({len(done.created)} tables created)")
+    elif done.before is None:
+        print(f"created the database schema at revision {done.after} ({len(done.created)} tables)")
+    else:
+        print(f"upgraded the database from revision {done.before} to {done.after} ({len(done.created)} tables created)")
+    return 0
+
+
+def _current(args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from . import migrations
+    _, engine = app_and_engine()
+    try:
+        rev, legacy = migrations.current(engine)
+    except SQLAlchemyError as exc:
+        raise _database_error(exc) from None
+    head = migrations.head()
+    if rev == head:
+        print(f"{rev} (head)")
+    elif rev is not None and not migrations.known(rev):
+        print(f"{rev} (unknown to this CareSpace, whose head is {head}: a newer release migrated the database)")
+    elif rev is not None:
+        print(f"{rev} (this CareSpace's head is {head}: run `carespace db upgrade`)")
+    elif legacy:
+        print(f"none: a CareSpace database from before schema revisions (run `carespace db upgrade` for {head})")
+    else:
+        print(f"none: the database is empty (run `carespace db upgrade` for {head})")
     return 0
 
 
@@ -72,8 +110,10 @@ def register(sub: Any) -> None:
     p = sub.add_parser("db", help="database schema")
     dsub = p.add_subparsers(dest="db_command", metavar="ACTION")
     dsub.required = True
-    u = dsub.add_parser("upgrade", help="create or migrate the schema (idempotent)")
+    u = dsub.add_parser("upgrade", help="create or migrate the schema to the newest revision (idempotent)")
     u.set_defaults(func=_upgrade)
+    c = dsub.add_parser("current", help="print the database's schema revision")
+    c.set_defaults(func=_current)
     p = sub.add_parser("import", help="load FHIR Bundles or NDJSON files")
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.set_defaults(func=_import)

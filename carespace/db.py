@@ -1,6 +1,7 @@
-"""Database engine and schema management for every package's tables."""
+"""Database engine and schema management for every package's tables (revisions: carespace.migrations)."""
 from __future__ import annotations
 
+import importlib
 import time
 from typing import Any
 
@@ -9,20 +10,19 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
+MODEL_MODULES = ("smart_auth.accounts.models", "smart_auth.oauth.models", "bundles.models",
+                 "carespace.models")
+
 
 def metadatas() -> list[MetaData]:
-    """The table metadata of every package (composition root knows them all)."""
+    """The table metadata of every package (the composition root knows them all; a missing one is an error)."""
     from fhir_server import FhirBase
 
-    out = [FhirBase.metadata]
-    for module in ("smart_auth.accounts.models", "smart_auth.oauth.models", "bundles.models", "carespace.models"):
-        try:
-            mod = __import__(module, fromlist=["Base"])
-        except ModuleNotFoundError:
-            continue
-        base = getattr(mod, "Base", None)
-        if base is not None and base.metadata not in out:
-            out.append(base.metadata)
+    out: list[MetaData] = [FhirBase.metadata]
+    for module in MODEL_MODULES:
+        md = importlib.import_module(module).Base.metadata
+        if md not in out:
+            out.append(md)
     return out
 
 
@@ -86,33 +86,9 @@ def make_sessions(engine: Engine) -> sessionmaker[Session]:
 
 
 def upgrade(engine: Engine) -> list[str]:
-    """Create missing tables and indexes (idempotent); returns the names of the tables created."""
-    before = set(inspect(engine).get_table_names())
-    for md in metadatas():
-        md.create_all(engine)
-    create_missing_indexes(engine)
-    after = set(inspect(engine).get_table_names())
-    return sorted(after - before)
-
-
-def create_missing_indexes(engine: Engine) -> list[str]:
-    """Create indexes the models declare but existing tables lack (create_all skips a table that exists),
-    and drop the ones a metadata lists as retired; returns the names created."""
-    created: list[str] = []
-    with engine.begin() as conn:
-        present = {key[1]: {ix["name"] for ix in found} for key, found in inspect(conn).get_multi_indexes().items()}
-        for md in metadatas():
-            retired: dict[str, list[str]] = md.info.get("retired_indexes", {})
-            for table in md.sorted_tables:
-                names = present.get(table.name, set())
-                for index in sorted(table.indexes, key=lambda ix: str(ix.name)):
-                    if index.name not in names:
-                        index.create(conn, checkfirst=True)
-                        created.append(str(index.name))
-                for name in retired.get(table.name, []):
-                    if name in names:  # plain DDL: an Index object would attach itself to the model's table
-                        conn.exec_driver_sql(f"DROP INDEX {conn.dialect.identifier_preparer.quote(name)}")
-    return created
+    """Migrate the schema to the newest revision (idempotent, every row kept); returns the tables created."""
+    from . import migrations
+    return migrations.upgrade(engine).created
 
 
 def is_ready(engine: Engine) -> bool:

@@ -1,4 +1,4 @@
-"""Generate capability_statement.json from the packaged R4 tables and what the server implements.
+"""Generate fhir_server/capability_statement.json from the packaged R4 tables and what the server implements.
 
 Run after changing interactions or the tables (`make tables`); tests check that everything listed
 works and that the server supports nothing it does not list.
@@ -73,7 +73,7 @@ def build() -> dict:  # type: ignore[type-arg]
 
 
 def main() -> int:
-    out = ROOT / "capability_statement.json"
+    out = ROOT / "fhir_server" / "capability_statement.json"  # the package's own file (ships in the wheel)
     out.write_text(json.dumps(build(), indent=1, sort_keys=False) + "\n")
     print(f"wrote {out} ({out.stat().st_size} bytes)")
     return 0

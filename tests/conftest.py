@@ -1,5 +1,8 @@
 """Shared fixtures: an app per database backend (SQLite and a throwaway PostgreSQL cluster),
-Synthea data, a real SMTP server, a running server process and headless Chromium."""
+Synthea data, a real SMTP server, a running server process and headless Chromium.
+
+Every test stays inside the repository (tests/support/outside.py): the data it needs is in tests/data.
+"""
 from __future__ import annotations
 
 import itertools
@@ -14,13 +17,16 @@ from typing import Any
 
 import pytest
 
-from carespace import close_app
-from tests.support.postgres import Cluster, free_port, stop_process
-from tests.support.smtp import SmtpServer
+from tests.support import outside
+from tests.support.data import ROOT, synthea_dir
+from tests.support.outside import pytest_sessionfinish, repository_boundary  # noqa: F401 - hook and fixture
 
-ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
-SYNTHEA = SHARED / "synthea"
+outside.install()  # before the product and the test modules are imported
+
+from carespace import close_app  # noqa: E402
+from tests.support.postgres import Cluster, free_port, stop_process  # noqa: E402
+from tests.support.smtp import SmtpServer  # noqa: E402
+
 ARTIFACTS = ROOT / "test-artifacts"
 BACKENDS = [b for b in os.environ.get("CARESPACE_TEST_BACKENDS", "sqlite,postgres").split(",") if b]
 _db_counter = itertools.count()
@@ -76,7 +82,8 @@ def fhir(app: Any) -> Any:
 
 
 def synthea_files() -> list[Path]:
-    return sorted(SYNTHEA.glob("*.json"))
+    """The 12 Synthea patients unpacked from tests/data/synthea.tar.xz."""
+    return sorted(synthea_dir().glob("*.json"))
 
 
 def synthea_bundles() -> list[dict[str, Any]]:

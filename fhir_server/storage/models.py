@@ -13,12 +13,6 @@ class Base(DeclarativeBase):
     """Metadata of the fhir_server tables."""
 
 
-# Indexes no model declares any more, dropped by `carespace db upgrade` where an older version made them.
-Base.metadata.info["retired_indexes"] = {
-    "fhir_idx_token": ["ix_fhir_idx_token_res"],  # (res_pk, param): a prefix of ix_fhir_idx_token_res_code
-}
-
-
 class ResourceRow(Base):
     """The current version of a resource; `text` is the compact JSON served as stored."""
 

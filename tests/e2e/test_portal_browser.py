@@ -13,8 +13,9 @@ import pytest
 
 from carespace import close_app
 from carespace.demo_clinical import add_clinical_demo
-from tests.conftest import ARTIFACTS, ROOT, SYNTHEA, LiveServer, make_app
+from tests.conftest import ARTIFACTS, ROOT, LiveServer, make_app
 from tests.support import portal_data as pd
+from tests.support.data import synthea_dir
 
 pytestmark = pytest.mark.e2e
 AXE_DIR = ROOT / ".tmp" / "axe"
@@ -42,7 +43,7 @@ def portal(tmp_path_factory: pytest.TempPathFactory, smtp_server: Any) -> Iterat
     server = LiveServer(folder, db_url, smtp_server.url, env={"CARESPACE_SECRET_KEY": "portal-e2e-secret"})
     app = make_app(db_url, folder, SECRET_KEY="portal-e2e-secret", BASE_URL=server.url)
     svc = app.extensions["fhir_service"]
-    run_import(svc, [SYNTHEA / SYNTHEA_FILE], out=open("/dev/null", "w"))
+    run_import(svc, [synthea_dir() / SYNTHEA_FILE], out=open("/dev/null", "w"))
     _, page = svc.search(pd.SYS, "Patient", [("family", "McDermott")])
     pid = page.matches[0][1]
     add_clinical_demo(svc, pid)

@@ -4,24 +4,23 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
 from carespace import close_app
+from tests.conftest import synthea_files
 
 pytestmark = pytest.mark.e2e
 
-SYNTHEA = Path(__file__).resolve().parents[2].parent / "shared" / "synthea"
 REDIRECT = "https://app.example.org/callback"
 PASSWORD = "Secret#123"
 
 
 def _seed(live: Any) -> tuple[str, str]:
     """Import one Synthea patient and give them a CareSpace login; returns (patient id, email)."""
-    bundle = min((p for p in SYNTHEA.glob("*.json")), key=lambda p: p.stat().st_size)
+    bundle = min(synthea_files(), key=lambda p: p.stat().st_size)
     live.cli("import", str(bundle))
     from carespace import create_app
     from fhir_server.access.context import AccessContext

@@ -1,7 +1,7 @@
 """Minimal valid instances of every R4 resource type, built from fhirclient's R4 models and the R4 JSON schema.
 
 fhirclient (generated from the R4 4.0.1 StructureDefinitions) says which elements are required and
-what type they have; the official JSON schema in ../shared/fhir-r4 gives required-binding codes.
+what type they have; the official JSON schema (tests/data/fhir-r4.tar.xz) gives required-binding codes.
 Neither is the server's own table, so the server accepting these proves its R4 model independently.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ import fhirclient.models as fhir_models
 from fhirclient.models.fhirelementfactory import FHIRElementFactory
 from fhirclient.models.resource import Resource
 
-from tests.conftest import SHARED
+from tests.support.data import fhir_r4_dir
 
 PRIMITIVES: dict[str, Any] = {
     "string": "x", "code": "x", "id": "a1", "uri": "http://example.org/x", "url": "http://example.org/x",
@@ -44,7 +44,7 @@ def r4_resource_types() -> frozenset[str]:
 
 @lru_cache(maxsize=1)
 def _schema() -> dict[str, Any]:
-    return json.loads((SHARED / "fhir-r4" / "fhir.schema.json").read_text())["definitions"]  # type: ignore[no-any-return]
+    return json.loads((fhir_r4_dir() / "fhir.schema.json").read_text())["definitions"]  # type: ignore[no-any-return]
 
 
 def _value(js: str, prop: dict[str, Any], model_type: Any, depth: int) -> Any:

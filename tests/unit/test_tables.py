@@ -1,4 +1,4 @@
-"""The packaged R4 tables are R4, complete, reproducible from ../shared/fhir-r4, and the statement matches them."""
+"""The packaged R4 tables are R4, complete, reproducible from the R4 artefacts, and the statement matches them."""
 from __future__ import annotations
 
 import importlib.util
@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from fhir_server.r4.tables import compartment_params, r4_types, resource_types, search_params, summary_elements
-from tests.conftest import ROOT, SHARED
+from tests.conftest import ROOT
+from tests.support.data import fhir_r4_dir
 from tests.support.r4_minimal import r4_resource_types, required_elements
-
-R4 = SHARED / "fhir-r4"
 
 
 def _script(name: str) -> Any:
@@ -24,7 +23,7 @@ def _script(name: str) -> Any:
 def test_resource_types_are_exactly_r4_and_no_vendor_types() -> None:
     """The 146 R4 types of fhirclient's R4 models; none of the vendor types the shipped schema adds."""
     assert resource_types() == r4_resource_types()
-    schema_types = set(json.loads((R4 / "fhir.schema.json").read_text())["discriminator"]["mapping"])
+    schema_types = set(json.loads((fhir_r4_dir() / "fhir.schema.json").read_text())["discriminator"]["mapping"])
     vendor = schema_types - r4_resource_types()
     assert {"Bot", "Project", "AccessPolicy", "ClientApplication"} <= vendor
     assert not vendor & resource_types()
@@ -32,7 +31,7 @@ def test_resource_types_are_exactly_r4_and_no_vendor_types() -> None:
 
 def test_every_official_search_parameter_is_indexed_or_listed_as_skipped() -> None:
     """Each R4 SearchParameter of a supported type appears on each base, or in SOURCE.txt's skipped list."""
-    bundle = json.loads((R4 / "search-parameters.json").read_text())
+    bundle = json.loads((fhir_r4_dir() / "search-parameters.json").read_text())
     skipped = (ROOT / "fhir_server" / "r4" / "data" / "SOURCE.txt").read_text()
     missing = []
     for e in bundle["entry"]:
@@ -52,7 +51,7 @@ def test_every_official_search_parameter_is_indexed_or_listed_as_skipped() -> No
 
 def test_patient_compartment_is_the_official_definition() -> None:
     """compartment_params() is the R4 CompartmentDefinition's param list for every type."""
-    comp = json.loads((R4 / "compartmentdefinition-patient.json").read_text())
+    comp = json.loads((fhir_r4_dir() / "compartmentdefinition-patient.json").read_text())
     for r in comp["resource"]:
         assert compartment_params(r["code"]) == r.get("param", []), r["code"]
     assert compartment_params("Observation") == ["subject", "performer"]
@@ -77,13 +76,13 @@ def test_summary_elements_follow_the_r4_summary_flags() -> None:
 
 
 def test_committed_tables_are_what_the_generator_produces(tmp_path: Path) -> None:
-    """Running scripts/gen_fhir_tables.py on ../shared/fhir-r4 reproduces the packaged data byte for byte."""
-    _script("gen_fhir_tables").main(["--src", str(R4), "--out", str(tmp_path)])
+    """Running scripts/gen_fhir_tables.py on the R4 artefacts (tests/data) reproduces the packaged data byte for byte."""
+    _script("gen_fhir_tables").main(["--src", str(fhir_r4_dir()), "--out", str(tmp_path)])
     for name in ("r4_types.json", "search_params.json", "compartment_patient.json", "summary_elements.json"):
         assert (tmp_path / name).read_bytes() == (ROOT / "fhir_server" / "r4" / "data" / name).read_bytes(), name
 
 
 def test_committed_capability_statement_is_what_the_generator_produces() -> None:
     """capability_statement.json is scripts/gen_capability.py's output for the current tables."""
-    committed = json.loads((ROOT / "capability_statement.json").read_text())
+    committed = json.loads((ROOT / "fhir_server" / "capability_statement.json").read_text())
     assert committed == _script("gen_capability").build()
