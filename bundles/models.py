@@ -12,7 +12,7 @@ def utcnow() -> datetime:
 
 
 class Base(DeclarativeBase):
-    """Metadata of the bundles tables (picked up by carespace.db.metadatas)."""
+    """Metadata of the bundles tables (picked up by carespace.schema.metadatas)."""
 
 
 class SentRecord(Base):

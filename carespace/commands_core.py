@@ -25,11 +25,16 @@ def _upgrade(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
     from . import migrations
-    _, engine = app_and_engine()
+    app, engine = app_and_engine()
     try:
         done = migrations.upgrade(engine)
+        # Releases before schema revisions released a Binary through any document pointing at it; now only
+        # its securityContext does, so their documents' Binaries are filed under their patient once.
+        filed = app.extensions["fhir_service"].file_document_binaries() if done.legacy else 0
     except SQLAlchemyError as exc:
         raise _database_error(exc) from None
+    if filed:
+        print(f"filed {filed} document files under their patient (Binary.securityContext)")
     if done.before == done.after:
         print(f"database is up to date (revision {done.after})")
     elif done.legacy:

@@ -1,29 +1,15 @@
 """Database engine and schema management for every package's tables (revisions: carespace.migrations)."""
 from __future__ import annotations
 
-import importlib
 import time
 from typing import Any
 
-from sqlalchemy import Engine, MetaData, create_engine, event, inspect, text
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
-MODEL_MODULES = ("smart_auth.accounts.models", "smart_auth.oauth.models", "bundles.models",
-                 "carespace.models")
-
-
-def metadatas() -> list[MetaData]:
-    """The table metadata of every package (the composition root knows them all; a missing one is an error)."""
-    from fhir_server import FhirBase
-
-    out: list[MetaData] = [FhirBase.metadata]
-    for module in MODEL_MODULES:
-        md = importlib.import_module(module).Base.metadata
-        if md not in out:
-            out.append(md)
-    return out
+from .schema import metadatas  # noqa: F401 - carespace.db.metadatas is how tests and tools reach the tables
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

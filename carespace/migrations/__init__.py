@@ -36,6 +36,8 @@ from alembic.script.revision import RevisionError
 from alembic.util import CommandError as AlembicCommandError
 from sqlalchemy import Connection, Engine, inspect
 
+from carespace.schema import metadatas
+
 FOLDER = Path(__file__).resolve().parent
 LOCK_KEY = 7_420_117  # pg_advisory_lock: one upgrader at a time when several processes start together
 
@@ -85,7 +87,6 @@ def known(rev: str) -> bool:
 
 
 def _product_tables() -> set[str]:
-    from carespace.db import metadatas
     return {name for md in metadatas() for name in md.tables}
 
 
@@ -115,7 +116,6 @@ def _exclusive(conn: Connection) -> Iterator[None]:
 
 def upgrade(engine: Engine) -> Outcome:
     """Bring the schema to the head revision, keeping every row; idempotent."""
-    from carespace.db import metadatas
     target = head()
     with engine.connect() as conn, _exclusive(conn.execution_options(write=True)):
         before_tables = set(inspect(conn).get_table_names())

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from carespace.db import metadatas
+from carespace.schema import metadatas
 
 connection = context.config.attributes["connection"]
 context.configure(
