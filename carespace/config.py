@@ -41,6 +41,29 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "on", "true", "yes"):
+        return True
+    if raw in ("0", "off", "false", "no"):
+        return False
+    raise ValueError(f"{name} must be on or off, not {raw!r}")
+
+
+def _megabytes(env: Mapping[str, str], name: str, default: float) -> int:
+    """A positive size in megabytes from the environment, as bytes."""
+    raw = env.get(name)
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        raise ValueError(f"{name} must be a number of megabytes, not {raw!r}") from None
+    if value <= 0:
+        raise ValueError(f"{name} must be more than 0")
+    return int(value * 1024 * 1024)
+
+
 def load(test_config: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Resolve the settings documented in README.md; test_config overrides everything."""
     env = os.environ if env is None else env
@@ -56,6 +79,8 @@ def load(test_config: Mapping[str, Any] | None = None, env: Mapping[str, str] | 
         "SECRET_KEY": env.get("CARESPACE_SECRET_KEY") or None,
         "MAX_CONTENT_LENGTH": None,
         "TOKEN_CACHE_SECONDS": _seconds(env, "CARESPACE_TOKEN_CACHE_SECONDS", 5.0),
+        "STAFF_REQUIRE_2FA": _flag(env, "CARESPACE_STAFF_REQUIRE_2FA", False),
+        "UPLOAD_MAX_BYTES": _megabytes(env, "CARESPACE_UPLOAD_MAX_MB", 20),
         "FHIR_READ_FAST_PATH": (env.get("CARESPACE_FHIR_READ_FAST_PATH") or "on").strip().lower()
         not in ("0", "off", "false", "no"),
     }

@@ -66,8 +66,12 @@ class Invitations(Recovery):
 
     # ---- practice ---------------------------------------------------------------------------------
     def invite_patient(self, *, patient_id: str | None = None, email: str | None = None,
-                       birth_date: str | None = None, name: str | None = None) -> InviteResult:
-        """Create the Patient if needed, the invited account and its own-record access; (re)send the invite."""
+                       birth_date: str | None = None, name: str | None = None,
+                       by: tuple[str | None, str] | None = None) -> InviteResult:
+        """Create the Patient if needed, the invited account and its own-record access; (re)send the invite.
+
+        `by` is (FHIR reference, name) of the staff member who asked, for the AuditEvent (the CLI: none).
+        """
         created = False
         body: dict[str, Any] | None = None
         if patient_id:
@@ -130,7 +134,7 @@ class Invitations(Recovery):
             mail_id = self.issue_link(dbs, "invite", user, None, email, user.name)
             result = InviteResult(user.id, email, patient_id, mail_id, created, resent)
         self.audit("invite", None, True, f"{'re-sent' if resent else 'sent'} registration invite to {email}",
-                   patient_id, display="practice")
+                   patient_id, display=by[1] if by else "practice", ref=by[0] if by else None)
         return result
 
     def invite_staff(self, email: str, name: str, birth_date: str | None = None) -> InviteResult:
