@@ -81,7 +81,7 @@ def create(svc: FhirService, ctx: AccessContext, form: Mapping[str, str]) -> str
     birth = _date(form.get("birth_date", ""), "birth_date", errors)
     sex = (form.get("sex") or "").strip()
     if sex not in SEXES:
-        errors["sex"] = "Choose the patient's sex."
+        errors["sex"] = "Choose the sex recorded for the patient."
     email = (form.get("email") or "").strip().lower()
     if not _EMAIL.match(email) or len(email) > 320:
         errors["email"] = "Enter a valid email address, like name@example.com: the invite goes there."
