@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,20 +84,21 @@ def upload(svc: FhirService, ctx: AccessContext, patient_id: str, staff: tuple[s
     doc_type = catalog.document_type(up.type_code)
     assert doc_type is not None
     now = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-    binary = {"resourceType": "Binary", "contentType": ctype, "securityContext": {"reference": f"Patient/{patient_id}"},
+    binary_id = str(uuid.uuid4())
+    binary = {"resourceType": "Binary", "id": binary_id, "contentType": ctype, "securityContext": {"reference": f"Patient/{patient_id}"},
               "data": base64.b64encode(up.data).decode()}
     doc: dict[str, Any] = {
         "resourceType": "DocumentReference", "status": "current",
         "type": {"coding": [{"system": LOINC, "code": doc_type.code, "display": doc_type.display}], "text": doc_type.name},
         "category": [_CATEGORY], "subject": {"reference": f"Patient/{patient_id}"}, "date": now,
         "description": up.title,
-        "content": [{"attachment": {"contentType": ctype, "url": "urn:uuid:binary", "title": up.title,
+        "content": [{"attachment": {"contentType": ctype, "url": f"Binary/{binary_id}", "title": up.title,
                                     "size": len(up.data), "creation": up.date}}],
         "context": {"period": {"start": up.date}}}
     if staff[0]:
         doc["author"] = [{"reference": staff[0], "display": staff[1]}]
     bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"fullUrl": "urn:uuid:binary", "resource": binary, "request": {"method": "POST", "url": "Binary"}},
+        {"resource": binary, "request": {"method": "PUT", "url": f"Binary/{binary_id}"}},  # a new id: created
         {"fullUrl": "urn:uuid:doc", "resource": doc, "request": {"method": "POST", "url": "DocumentReference"}}]}
     try:
         reply = BundleProcessor(svc).process(ctx, bundle)
