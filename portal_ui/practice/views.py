@@ -22,7 +22,7 @@ from . import FormError, catalog, documents, inbox, patients, results
 bp = Blueprint("practice", __name__, url_prefix="/practice")
 NOT_STAFF = ("The practice console is for the practice's staff. Your record is under Health and Messages; "
              "if you work at the practice, sign in with your staff account.")
-LIMITS = {"message_max": MAX_MESSAGE_CHARS, "subject_max": MAX_SUBJECT_CHARS, "categories": PATIENT_CATEGORIES}
+LIMITS: dict[str, Any] = {"message_max": MAX_MESSAGE_CHARS, "subject_max": MAX_SUBJECT_CHARS, "categories": PATIENT_CATEGORIES}
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class Staff:
 
 def staff() -> Staff:
     user = auth.current_user()
-    if not auth.is_staff(user):
+    if user is None or not auth.is_staff(user):
         raise PortalError(NOT_STAFF, 403)
     return Staff(user, auth.staff_access(user))
 
@@ -207,7 +207,7 @@ def document_new(pid: str) -> Any:
     upload = request.files.get("file")
     data = upload.read(int(current_app.config["UPLOAD_MAX_BYTES"]) + 1) if upload else None
     try:
-        documents.upload(fhir(), s.ctx, pid, s.author, request.form.to_dict(), upload.filename if upload else "",
+        documents.upload(fhir(), s.ctx, pid, s.author, request.form.to_dict(), (upload.filename or "") if upload else "",
                          data, int(current_app.config["UPLOAD_MAX_BYTES"]))
     except FormError as err:
         return _document_form(pid, 422, request.form, err.errors)
