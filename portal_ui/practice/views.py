@@ -298,5 +298,6 @@ def _too_large(_err: Exception) -> Response | tuple[str, int]:
 
 
 def init_app(app: Any) -> None:
+    from . import views_admin  # noqa: F401 - its routes join this blueprint
     app.register_blueprint(bp)
     app.register_error_handler(413, _too_large)

@@ -122,7 +122,8 @@ def load_demo(fhir: Any) -> list[DemoLogin]:
     with fhir.unit(write=True) as repo:
         dbs: Session = repo.s
         staff = _user(dbs, STAFF[2], STAFF[0], STAFF[1], "staff", f"Practitioner/{doc}")
-        logins.append(DemoLogin(STAFF[0], staff.email, DEMO_PASSWORD, staff.birth_date, "practice staff"))
+        logins.append(DemoLogin(STAFF[0], staff.email, DEMO_PASSWORD, staff.birth_date,
+                                "practice staff (administrator)"))
         for key, given, family, _g, birth, email in PATIENTS:
             user = _user(dbs, email, f"{given} {family}", birth, "patient", f"Patient/{patients[key]}")
             _access(dbs, user, patients[key], "self")
@@ -132,6 +133,11 @@ def load_demo(fhir: Any) -> list[DemoLogin]:
         owner = next(f"{g} {f}" for k, g, f, *_ in PATIENTS if k == of)
         logins.append(DemoLogin(p_name, p_email, DEMO_PASSWORD, p_birth,
                                 f"family member with access to {owner}'s record"))
+    _conditional(fhir, {"resourceType": "PractitionerRole", "active": True,
+                        "practitioner": {"reference": f"Practitioner/{doc}"},
+                        "code": [{"coding": [{"system": "urn:carespace:staff-role", "code": "admin",
+                                              "display": "Practice administrator"}],
+                                  "text": "Practice administrator"}]}, "dr-chen-admin")
     _unregistered(fhir)
     try:
         from carespace.demo_clinical import add_inbox_demo

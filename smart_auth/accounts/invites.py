@@ -137,7 +137,8 @@ class Invitations(Recovery):
                    patient_id, display=by[1] if by else "practice", ref=by[0] if by else None)
         return result
 
-    def invite_staff(self, email: str, name: str, birth_date: str | None = None) -> InviteResult:
+    def invite_staff(self, email: str, name: str, birth_date: str | None = None,
+                     by: tuple[str | None, str] | None = None) -> InviteResult:
         """A practice staff account with its Practitioner resource; the invitee sets their password."""
         email, name = normalize_email(email), (name or "").strip()
         if not name:
@@ -160,7 +161,8 @@ class Invitations(Recovery):
                 dbs.flush()
             mail_id = self.issue_link(dbs, "invite", user, None, email, user.name)
             result = InviteResult(user.id, email, None, mail_id, False, resent)
-        self.audit("invite", None, True, f"staff invite to {email}", display="practice")
+        self.audit("invite", None, True, f"staff invite to {email}", display=by[1] if by else "practice",
+                   ref=by[0] if by else None)
         return result
 
     # ---- Manage Users -------------------------------------------------------------------------------

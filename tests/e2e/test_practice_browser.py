@@ -198,3 +198,28 @@ def test_inbox_conversation_reply_done_and_new_message(view: Any, console: dict[
     pg.get_by_label("Message", exact=True).fill("Your first appointment is on Monday at 9.")
     pg.get_by_role("button", name="Send").click()
     assert pg.get_by_text("Your message was sent to Taylor Brooks.").is_visible()
+
+
+def test_administration_staff_apps_and_audit_trail(view: Any, console: dict[str, Any], axe_js: Path) -> None:
+    pg, url = view, console["url"]
+    sign_in(pg, url)
+    pg.get_by_role("navigation", name="Practice console").get_by_role("link", name="Administration").click()
+    assert "Maya Chen" in pg.locator("table").inner_text() and pg.get_by_text("Administrator").first.is_visible()
+    check_page(pg, axe_js, "console-admin-staff")
+    email = f"nina.{pg.viewport_kind}@example.com"
+    pg.get_by_label("Name").fill("Nina Nurse")
+    pg.get_by_label("Email").fill(email)
+    pg.get_by_role("button", name="Invite staff").click()
+    assert pg.get_by_text(f"The staff invite was sent to {email}").is_visible()
+    pg.get_by_role("link", name="SMART apps").click()
+    check_page(pg, axe_js, "console-admin-apps")
+    pg.get_by_label("App name").fill(f"Diary ({pg.viewport_kind})")
+    pg.get_by_label("Redirect URIs").fill("https://diary.example/callback")
+    pg.get_by_role("button", name="Register app").click()
+    assert pg.get_by_role("heading", name=re.compile("Registered: Diary")).is_visible()
+    pg.get_by_role("link", name="Audit trail").click()
+    pg.get_by_label("Action").select_option(label="Invitation")
+    pg.get_by_role("button", name="Filter").click()
+    assert pg.locator("table.audit tbody tr").count() >= 1
+    assert "Invitation" in pg.locator("table.audit tbody tr").first.inner_text()
+    check_page(pg, axe_js, "console-admin-audit")

@@ -33,7 +33,7 @@ def world(app, fhir):
 
 def console_routes(app, world):
     """Every console URL with its placeholders filled in: (method, path)."""
-    fill = {"pid": world["pid"], "oid": world["oid"], "mid": world["mid"]}
+    fill = {"pid": world["pid"], "oid": world["oid"], "mid": world["mid"], "user_id": str(world["staff"])}
     out = []
     for rule in app.url_map.iter_rules():
         if not rule.rule.startswith("/practice"):
@@ -84,6 +84,9 @@ def test_patients_and_proxies_reach_no_console_page_or_action(app, client, fhir,
     after = {t: len(pr.search(fhir, t)) for t in before}
     assert after == before
     assert fhir.read(pd.SYS, "Communication", world["mid"]).json()["meta"]["versionId"] == "1"
+    from smart_auth.accounts.models import User
+    with app.extensions["carespace.sessions"]() as db:
+        assert db.get(User, world["staff"]).status == "active"  # the disable action did nothing
 
 
 def test_anonymous_visitors_are_sent_to_sign_in(client, app, world):
