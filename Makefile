@@ -47,6 +47,7 @@ typecheck: $(STAMP)
 tables: $(STAMP)
 	$(BIN)/python scripts/gen_fhir_tables.py
 	$(BIN)/python scripts/gen_capability.py
+	$(BIN)/python scripts/gen_lab_tests.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache test-artifacts

@@ -64,9 +64,16 @@ def _invite_staff(args: argparse.Namespace) -> int:
     app = _app()
     try:
         r = app.extensions["accounts"].invite_staff(args.email, args.name, args.birth_date)
+        if args.admin:
+            from smart_auth.accounts.models import User
+            from smart_auth.accounts.staff import make_admin
+            with app.extensions["carespace.sessions"]() as dbs:
+                ref = dbs.get(User, r.user_id).fhir_user
+            make_admin(app.extensions["accounts"], ref)
     except AccountError as exc:
         raise CommandError(exc.message) from None
-    verb = "re-sent the staff invite" if r.resent else "sent the staff invite"
+    verb = ("re-sent the staff invite" if r.resent else "sent the staff invite") + (
+        " (administrator)" if args.admin else "")
     print(f"{verb} to {r.email}; the link is valid for 4 days (outbox #{r.mail_id})")
     _flush(app)
     return 0
@@ -95,6 +102,7 @@ def register(sub: Any) -> None:
     p.add_argument("--email", metavar="E", required=True)
     p.add_argument("--name", metavar="N", required=True)
     p.add_argument("--birth-date", metavar="YYYY-MM-DD", help="else the staff member enters it when registering")
+    p.add_argument("--admin", action="store_true", help="an administrator: manages staff, apps and the audit trail")
     p.set_defaults(func=_invite_staff)
     p = sub.add_parser("demo", help="load the demo practice, staff user and patients and print their logins")
     p.set_defaults(func=_demo)

@@ -41,8 +41,27 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
-def _flag(env: Mapping[str, str], name: str, default: str = "on") -> bool:
-    return (env.get(name) or default).strip().lower() not in ("0", "off", "false", "no")
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "on", "true", "yes"):
+        return True
+    if raw in ("0", "off", "false", "no"):
+        return False
+    raise ValueError(f"{name} must be on or off, not {raw!r}")
+
+
+def _megabytes(env: Mapping[str, str], name: str, default: float) -> int:
+    """A positive size in megabytes from the environment, as bytes."""
+    raw = env.get(name)
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        raise ValueError(f"{name} must be a number of megabytes, not {raw!r}") from None
+    if value <= 0:
+        raise ValueError(f"{name} must be more than 0")
+    return int(value * 1024 * 1024)
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -68,13 +87,15 @@ def load(test_config: Mapping[str, Any] | None = None, env: Mapping[str, str] | 
         "SECRET_KEY": env.get("CARESPACE_SECRET_KEY") or None,
         "MAX_CONTENT_LENGTH": None,
         "TOKEN_CACHE_SECONDS": _seconds(env, "CARESPACE_TOKEN_CACHE_SECONDS", 5.0),
-        "FHIR_READ_FAST_PATH": _flag(env, "CARESPACE_FHIR_READ_FAST_PATH"),
-        "DYNAMIC_CLIENT_REGISTRATION": _flag(env, "CARESPACE_DYNAMIC_CLIENT_REGISTRATION"),
+        "FHIR_READ_FAST_PATH": _flag(env, "CARESPACE_FHIR_READ_FAST_PATH", True),
+        "DYNAMIC_CLIENT_REGISTRATION": _flag(env, "CARESPACE_DYNAMIC_CLIENT_REGISTRATION", True),
         "CLOCK_OFFSET_S": _seconds(env, "CARESPACE_CLOCK_OFFSET_S", 0.0),
         "PORTAL_RESOURCES_JSON": env.get("CARESPACE_PORTAL_RESOURCES") or None,
         **{key: _int(env, f"CARESPACE_{key}", default) for key, default in (
             ("SEND_RECORD_TTL_DAYS", 30), ("SEND_RECORD_LIMIT_PER_IP", 60), ("SEND_RECORD_LIMIT_WINDOW_S", 900),
             ("SEND_RECORD_LIMIT_PER_RECORD", 30))},
+        "STAFF_REQUIRE_2FA": _flag(env, "CARESPACE_STAFF_REQUIRE_2FA", False),
+        "UPLOAD_MAX_BYTES": _megabytes(env, "CARESPACE_UPLOAD_MAX_MB", 20),
     }
     cfg.update(overrides)
     if not cfg["SECRET_KEY"]:

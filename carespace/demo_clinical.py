@@ -183,3 +183,53 @@ def _png(w: int = 160, h: int = 120) -> bytes:
         return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
             + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+# Messages from the patient side waiting in the practice's Inbox: (key, sender kind, category, subject, text, hours ago)
+INBOX = [
+    ("rx-refill", "patient", "rx", "Refill of my metformin",
+     "Hello, I have 5 tablets of metformin left. Could you send a new prescription to my usual pharmacy?", 3),
+    ("question", "patient", "health", "Dizzy in the mornings",
+     "Since last week I feel dizzy for a few minutes after getting up. Should I come in?", 26),
+    ("proxy", "proxy", "health", "Question about my mother's results",
+     "Hi, I help my mother with her appointments. Her potassium was high once: does she need a repeat test?", 8),
+]
+
+
+def add_inbox_demo(fhir_service: FhirService, patient_id: str, proxy_ref: str | None = None,
+                   reply_to_first: bool = True, keys: tuple[str, ...] = ("rx-refill", "question", "proxy")) -> int:
+    """Patient-side messages waiting in the practice's Inbox (and a reply to a practice message); idempotent."""
+    svc, ctx = fhir_service, AccessContext.system("demo")
+    org, dr = practice(svc, ctx)
+    now = _now()
+    count = 0
+    for key, who, category, subject, text, hours in INBOX:
+        if key not in keys:
+            continue
+        sender = proxy_ref if who == "proxy" else f"Patient/{patient_id}"
+        if sender is None:
+            continue
+        _create(svc, ctx, {
+            "resourceType": "Communication", "status": "completed",
+            "category": [{"coding": [{"system": MSG_CATEGORY, "code": category,
+                                      "display": "Rx" if category == "rx" else "Health"}],
+                          "text": "Rx" if category == "rx" else "Health"}],
+            "subject": {"reference": f"Patient/{patient_id}"}, "topic": {"text": subject},
+            "sender": {"reference": sender}, "recipient": [{"reference": f"Organization/{org}"}],
+            "sent": _iso(now - timedelta(hours=hours)), "payload": [{"contentString": text}]},
+            f"{patient_id}-inbox-{key}")
+        count += 1
+    if reply_to_first:
+        answered = _exists(svc, ctx, "Communication", f"{patient_id}-msg-1")  # "Flu shot reminder"
+        if answered and not _exists(svc, ctx, "Communication", f"{patient_id}-inbox-reply"):
+            _create(svc, ctx, {
+                "resourceType": "Communication", "status": "completed",
+                "category": [{"coding": [{"system": MSG_CATEGORY, "code": "health", "display": "Health"}],
+                              "text": "Health"}],
+                "subject": {"reference": f"Patient/{patient_id}"}, "topic": {"text": "Flu shot reminder"},
+                "sender": {"reference": f"Patient/{patient_id}"}, "recipient": [{"reference": f"Practitioner/{dr}"}],
+                "inResponseTo": [{"reference": f"Communication/{answered}"}], "sent": _iso(now - timedelta(hours=1)),
+                "payload": [{"contentString": "Can I come on Saturday instead? I work weekdays."}]},
+                f"{patient_id}-inbox-reply")
+            count += 1
+    return count

@@ -37,7 +37,7 @@ _USER_AUTH = {"system": "http://dicom.nema.org/resources/ontology/DCM", "code": 
 
 def audit_event(*, action: str, subtype: str, agent_ref: str | None, agent_display: str, patient_id: str | None,
                 entities: list[str], ok: bool, kind: str = "rest", client_id: str | None = None,
-                detail: str | None = None) -> dict[str, Any]:
+                detail: str | None = None, searched: str | None = None) -> dict[str, Any]:
     """Build an R4 AuditEvent (type rest / security / user-authentication)."""
     stamp, _ = now_instant()
     etype = {"rest": _REST, "security": _SECURITY, "auth": _USER_AUTH}[kind]
@@ -56,6 +56,10 @@ def audit_event(*, action: str, subtype: str, agent_ref: str | None, agent_displ
     for ref in dict.fromkeys(entities):  # every resource returned, so the patient's Access log is complete
         if ref != f"Patient/{patient_id}":
             ents.append({"what": {"reference": ref}})
+    if searched:  # the query itself, by the type it searched (its parameters may name other patients)
+        ents.append({"type": {"system": "http://hl7.org/fhir/resource-types", "code": searched},
+                     "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "24",
+                              "display": "Query"}})
     if detail:
         ents.append({"what": {"display": "detail"}, "description": detail[:500]})
     ev: dict[str, Any] = {
@@ -153,12 +157,12 @@ class AuditLog:
             self._write([event])
 
     def access(self, ctx: AccessContext, action: str, rtype: str, refs: list[str], ok: bool,
-               patients: Iterable[str] | None = None) -> None:
+               patients: Iterable[str] | None = None, named: Iterable[str] = ()) -> None:
         """FhirService hook: queued, then filed by the writer as one AuditEvent per patient touched."""
         known = list(patients) if patients is not None else None
         if known is None and ctx.patient_ids is not None and len(ctx.patient_ids) == 1:
             known = list(ctx.patient_ids)  # a caller confined to one patient touches only that one's data
-        self.enqueue({"_access": _Access(ctx, action, refs, ok, known)})
+        self.enqueue({"_access": _Access(ctx, action, rtype, refs, ok, known, list(named))})
 
     def _expand(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Access records become AuditEvents: the patients of what was touched are looked up in one query."""
@@ -184,8 +188,10 @@ class AuditLog:
 class _Access:
     """One interaction of a person or app, to be filed once per patient whose data it touched."""
 
-    def __init__(self, ctx: AccessContext, action: str, refs: list[str], ok: bool, patients: list[str] | None) -> None:
-        self.ctx, self.action, self.refs, self.ok, self.patients = ctx, action, refs, ok, patients
+    def __init__(self, ctx: AccessContext, action: str, rtype: str, refs: list[str], ok: bool,
+                 patients: list[str] | None, named: list[str]) -> None:
+        self.ctx, self.action, self.rtype, self.refs, self.ok = ctx, action, rtype, refs, ok
+        self.patients, self.named = patients, named
 
     def events(self, owners: dict[tuple[str, str], set[str]]) -> list[dict[str, Any]]:
         by_patient: dict[str, list[str]] = {}
@@ -201,13 +207,14 @@ class _Access:
                 shared.append(ref)
             for p in whose:
                 by_patient.setdefault(p, []).append(ref)
-        for p in self.patients or ():
+        for p in [*(self.patients or ()), *self.named]:
             by_patient.setdefault(p, [])
         ctx = self.ctx
         groups: list[tuple[str | None, list[str]]] = [(p, refs + shared) for p, refs in sorted(by_patient.items())]
         return [audit_event(action=self.action, subtype=self.action, agent_ref=ctx.user,
                             agent_display=ctx.label or ctx.user or "app", patient_id=p, entities=refs, ok=self.ok,
-                            client_id=ctx.client_id) for p, refs in (groups or [(None, shared)])]
+                            client_id=ctx.client_id, searched=self.rtype if self.action == "search" else None)
+                for p, refs in (groups or [(None, shared)])]
 
 
 _LIVE: weakref.WeakSet[AuditLog] = weakref.WeakSet()

@@ -17,20 +17,21 @@ from .errors import BadRequest, Conflict, Forbidden, Gone, NotFound, Preconditio
 from .operations.everything import EverythingPage, EverythingRequest, everything
 from .operations.history import history
 from .operations.transaction import BundleProcessor
-from .r4.tables import resource_types
+from .r4.tables import compartment_params, resource_types
 from .r4.validation import is_valid_id, validate_resource
 from .rules.documents import file_existing_binaries
 from .search.conditions import ConditionBuilder
 from .search.executor import CursorCodec, SearchExecutor, SearchPage
 from .search.includes import add_includes
 from .search.parse import SearchRequest, parse
-from .storage.indexing import Extractor
+from .storage.indexing import Extractor, split_reference
 from .storage.models import ResourceRow, ResourceVersion
 from .storage.repository import CurrentText, Repository, read_current_text
 from .stored import Stored, WriteResult
 
-# (caller, action, type, resources touched, succeeded, the patients they belong to when the caller knows them)
-AuditHook = Callable[[AccessContext, str, str, list[str], bool, "Iterable[str] | None"], None]
+# (caller, action, type, resources touched, succeeded, the patients they belong to when the caller knows them,
+#  patients the request named)
+AuditHook = Callable[[AccessContext, str, str, list[str], bool, "Iterable[str] | None", list[str]], None]
 
 
 class FhirService:
@@ -63,10 +64,30 @@ class FhirService:
                 raise
 
     def record_access(self, ctx: AccessContext, action: str, rtype: str, refs: list[str], ok: bool = True,
-                      patients: Iterable[str] | None = None) -> None:
-        """One access record per interaction of a person or app (the audit log splits it per patient)."""
+                      patients: Iterable[str] | None = None, named: Iterable[str] = ()) -> None:
+        """One access record per interaction of a person or app (the audit log splits it per patient).
+
+        `named`: patients whose record the request itself named (a search of `patient=X`), who were
+        looked at even when nothing matched.
+        """
         if self.audit is not None and not ctx.trusted:
-            self.audit(ctx, action, rtype, refs, ok, patients)
+            self.audit(ctx, action, rtype, refs, ok, patients, list(named))
+
+    def _patients_named(self, rtype: str, items: Iterable[tuple[str, str]]) -> list[str]:
+        """Patients a search names through its compartment parameters (patient=, subject=Patient/..., _id)."""
+        params = set(compartment_params(rtype)) | {"patient", "subject"} | ({"_id", "link"} if rtype == "Patient" else set())
+        out: list[str] = []
+        for key, value in items:
+            name, _, modifier = key.partition(":")
+            if name not in params or "." in key or modifier not in ("", "Patient"):
+                continue
+            for raw in value.split(","):
+                ttype, tid, _ = split_reference(raw, self.base_url)
+                if ttype == "Patient" and tid:
+                    out.append(tid)
+                elif ttype is None and "/" not in raw and raw and (name in ("patient", "_id") or modifier):
+                    out.append(raw)
+        return list(dict.fromkeys(out))
 
     def settle_audit(self, rtype: str | None, items: Iterable[tuple[str, str]] = ()) -> None:
         """Before AuditEvents are read (by type, across types or included), the queued ones are written."""
@@ -315,7 +336,8 @@ class FhirService:
         with self.unit() as repo:
             page = self.search_page(repo, ctx, req, types)
         if rtype:
-            self.record_access(ctx, "search", rtype, [f"{t}/{i}" for t, i, _ in page.matches + page.included])
+            self.record_access(ctx, "search", rtype, [f"{t}/{i}" for t, i, _ in page.matches + page.included],
+                               named=self._patients_named(rtype, items))
         return req, page
 
     # ---- operations ----

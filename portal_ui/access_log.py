@@ -5,7 +5,6 @@ ever sees the events of the record they are allowed to open.
 """
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -15,9 +14,27 @@ from fhir_server import AccessContext, FhirService
 from .fhir_data import search_page, when_text
 
 PAGE_SIZE = 50
-_ACTIONS = {"R": "Viewed", "E": "Looked up", "C": "Added", "U": "Changed", "D": "Deleted"}
-_SUBTYPES = {"read": "Viewed", "search": "Looked up", "create": "Added", "update": "Changed", "delete": "Deleted",
-             "login": "Signed in", "execute": "Ran"}
+# What each kind of FHIR resource is, in the words of the record's owner (plural, then one).
+_NOUNS = {"Observation": ("lab results", "a lab result"), "DocumentReference": ("documents", "a document"),
+          "Binary": ("documents", "a document"), "Communication": ("messages", "a message"),
+          "Patient": ("personal details", "personal details"), "RelatedPerson": ("shared access", "shared access"),
+          "DiagnosticReport": ("test reports", "a test report"), "Condition": ("health conditions", "a condition"),
+          "MedicationRequest": ("medicines", "a medicine"), "MedicationStatement": ("medicines", "a medicine"),
+          "AllergyIntolerance": ("allergies", "an allergy"), "Immunization": ("immunizations", "an immunization"),
+          "Encounter": ("visits", "a visit"), "Procedure": ("procedures", "a procedure"),
+          "CarePlan": ("care plans", "a care plan"), "AuditEvent": ("access log", "the access log"),
+          "Claim": ("billing records", "a billing record"),
+          "ExplanationOfBenefit": ("billing records", "a billing record")}
+_VERBS = {"read": "viewed", "vread": "viewed", "search": "viewed", "create": "added", "update": "changed",
+          "delete": "deleted", "history": "viewed the history of"}
+_ACTION_CODES = {"R": "read", "E": "search", "C": "create", "U": "update", "D": "delete"}
+_SUBTYPES = {"login": "Signed in", "execute": "Ran", "invite": "Invitation", "register": "Registered",
+             "grant": "Shared access", "revoke": "Ended shared access", "reset": "Password reset"}
+_SPECIAL = {("create", "messages"): "sent {you_obj}a message", ("update", "messages"): "updated a message",
+            ("create", "lab results"): "added a lab result to {your}record",
+            ("update", "lab results"): "changed a lab result", ("create", "documents"): "added a document",
+            ("update", "personal details"): "changed {your}personal details",
+            ("create", "personal details"): "created {your}record"}
 
 
 @dataclass
@@ -25,7 +42,7 @@ class Entry:
     when: str
     who: str
     role: str
-    action: str
+    action: str  # what they did, in plain words
     what: str
     ok: bool
 
@@ -34,19 +51,36 @@ class Entry:
         return when_text(self.when)
 
 
-def _what(ev: dict[str, Any], patient_id: str) -> str:
-    counts: Counter[str] = Counter()
-    notes = []
+def describe(ev: dict[str, Any], patient_id: str, you: bool) -> str:
+    """What happened, in plain words: "Viewed your lab results", "Sent you a message"."""
+    subtype = next((c.get("code") for c in ev.get("subtype", []) if c.get("code")), "")
+    notes = [str(e["description"]) for e in ev.get("entity", []) if e.get("description")]
+    if subtype in _SUBTYPES:
+        return _SUBTYPES[subtype] + (f": {notes[0]}" if notes else "")
+    action = subtype if subtype in _VERBS else _ACTION_CODES.get(ev.get("action", ""), "")
+    types = []
     for ent in ev.get("entity", []):
         ref = (ent.get("what") or {}).get("reference", "")
-        if ref == f"Patient/{patient_id}":
-            continue
-        if ref:
-            counts[ref.split("/", 1)[0]] += 1
-        elif ent.get("description"):
-            notes.append(str(ent["description"]))
-    parts = [f"{t} ×{n}" if n > 1 else t for t, n in sorted(counts.items())]
-    return "; ".join(parts + notes[:1]) or "The record"
+        rtype = ref.split("/", 1)[0] if "/" in ref else ""
+        if not ref and (ent.get("role") or {}).get("code") == "24":  # the query: what was looked through
+            rtype = (ent.get("type") or {}).get("code", "")
+        if rtype and (rtype != "Patient" or ref != f"Patient/{patient_id}" or len(ev.get("entity", [])) == 1):
+            if rtype not in types:
+                types.append(rtype)
+    your = "your " if you else "the "
+    words = {"your": your, "you_obj": "you " if you else ""}
+    nouns: list[str] = []
+    for t in types:
+        noun = _NOUNS.get(t, ("health records", "a health record"))[0]
+        if noun not in nouns:
+            nouns.append(noun)
+    if len(nouns) == 1 and (action, nouns[0]) in _SPECIAL:
+        text = _SPECIAL[(action, nouns[0])].format(**words)
+    else:
+        what = " and ".join([", ".join(nouns[:-1]), nouns[-1]] if len(nouns) > 1 else nouns) or "record"
+        verb = _VERBS.get(action, "opened")
+        text = f"{verb} {your}{what}" if action != "search" or types else f"looked through {your}record"
+    return text[0].upper() + text[1:]
 
 
 def entries(svc: FhirService, patient_id: str, name_of: Callable[[str], str], viewer_ref: str | None,
@@ -58,9 +92,9 @@ def entries(svc: FhirService, patient_id: str, name_of: Callable[[str], str], vi
     out = []
     for ev in events:
         who, role = _agent(ev, patient_id, name_of, viewer_ref)
-        subtype = next((c.get("code") for c in ev.get("subtype", []) if c.get("code")), "")
-        action = _SUBTYPES.get(subtype) or _ACTIONS.get(ev.get("action", ""), "Accessed")
-        out.append(Entry(ev.get("recorded", ""), who, role, action, _what(ev, patient_id), ev.get("outcome") in (None, "0")))
+        you = bool(viewer_ref) and viewer_ref == f"Patient/{patient_id}"
+        out.append(Entry(ev.get("recorded", ""), who, role, describe(ev, patient_id, you), "",
+                         ev.get("outcome") in (None, "0")))
     return out, nxt
 
 

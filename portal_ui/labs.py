@@ -32,6 +32,16 @@ class LabResult:
     range_text: str
     flag: str  # "", H, L, HH, LL, !!, A
     flag_text: str
+    status: str = "final"  # amended / corrected: a correction; entered-in-error: withdrawn, kept in the history
+    note: str = ""  # the last note (the practice's reason for a correction)
+
+    @property
+    def withdrawn(self) -> bool:
+        return self.status == "entered-in-error"
+
+    @property
+    def corrected(self) -> bool:
+        return self.status in ("amended", "corrected")
 
     @property
     def date(self) -> str:
@@ -52,14 +62,16 @@ class LabTest:
 
     @property
     def latest(self) -> LabResult:
-        return self.results[0]
+        """The newest result that counts (withdrawn ones stay in the history only)."""
+        return next((r for r in self.results if not r.withdrawn), self.results[0])
 
     @property
     def slug(self) -> str:
         return "".join(ch if ch.isalnum() else "-" for ch in self.key).strip("-") or "test"
 
     def chart_svg(self) -> str:
-        return charts.trend_svg(self.name, [(r.date, r.value) for r in self.results if r.value is not None],
+        return charts.trend_svg(self.name, [(r.date, r.value) for r in self.results
+                                            if r.value is not None and not r.withdrawn],
                                 self.latest.low, self.latest.high, self.latest.unit)
 
 
@@ -134,7 +146,9 @@ def to_result(obs: dict[str, Any]) -> LabResult:
     value, shown, unit = _value(obs)
     low, high, range_text = _range(obs, unit)
     flag, flag_text = _flag(obs, value, low, high)
-    return LabResult(obs.get("id", ""), when, value, shown, unit, low, high, range_text, flag, flag_text)
+    notes = [n.get("text", "") for n in obs.get("note", []) if isinstance(n, dict) and n.get("text")]
+    return LabResult(obs.get("id", ""), when, value, shown, unit, low, high, range_text, flag, flag_text,
+                     obs.get("status", "final"), notes[-1] if notes else "")
 
 
 def lab_tests(svc: FhirService, ctx: AccessContext, patient_id: str) -> list[LabTest]:
@@ -143,14 +157,15 @@ def lab_tests(svc: FhirService, ctx: AccessContext, patient_id: str) -> list[Lab
                                                         ("category", "laboratory")])
     tests: dict[str, LabTest] = {}
     for obs in observations:
-        if obs.get("status") in ("entered-in-error", "cancelled"):
+        if obs.get("status") == "cancelled":
             continue
         key = test_key(obs)
         test = tests.setdefault(key, LabTest(key, concept_text(obs.get("code")) or "Test"))
         test.results.append(to_result(obs))
     for test in tests.values():
         test.results.sort(key=lambda r: _ts(r.when), reverse=True)
-    return sorted(tests.values(), key=lambda t: (-_ts(t.latest.when), t.name.lower()))
+    shown = [t for t in tests.values() if any(not r.withdrawn for r in t.results)]
+    return sorted(shown, key=lambda t: (-_ts(t.latest.when), t.name.lower()))
 
 
 def _ts(when: str) -> float:

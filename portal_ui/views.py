@@ -101,7 +101,9 @@ def _layout() -> dict[str, Any]:
 
 @bp.get("/")
 def index() -> Any:
-    return redirect("/health" if auth.current_user() is not None else "/login")
+    from smart_auth.accounts.views import landing
+    user = auth.current_user()
+    return redirect(landing(user) if user is not None else "/login")
 
 
 @bp.post("/switch-patient")
@@ -156,7 +158,8 @@ def _same_site(url: str | None) -> str | None:
 
 # ---- errors: a page a person can act on, never a traceback ----
 _TITLES = {400: "Something was wrong with that request", 403: "You cannot open this page",
-           404: "Page not found", 405: "That action is not possible here", 422: "That could not be done",
+           404: "Page not found", 405: "That action is not possible here", 409: "Someone else changed this meanwhile",
+           413: "That file is too large", 422: "That could not be done",
            500: "Something went wrong on our side"}
 _ADVICE = {400: "Go back, reload the page and try again.",
            403: "If you think you should have access, ask the patient or the practice.",
@@ -216,7 +219,9 @@ def _unexpected(err: Exception) -> Any:
 
 def init_app(app: Flask) -> None:
     from . import views_health, views_messages  # noqa: F401 - their routes join this blueprint
+    from .practice import views as practice_views
     app.register_blueprint(bp)
+    practice_views.init_app(app)
     for code in (400, 403, 404, 405, 500):
         app.register_error_handler(code, _http_error)
     app.register_error_handler(PortalError, _portal_error)

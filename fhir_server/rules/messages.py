@@ -1,8 +1,10 @@
 """Secure-messaging rules on Communication, enforced for every writer (portal, SMART app, EHR, transaction).
 
-A received message can be answered once; a reply cannot be answered; a message a patient or proxy
-writes needs a category (Rx or Health), a subject and a text no longer than MAX_MESSAGE_CHARS.
-docs/messages.md describes the mapping.
+Every message is answered at most once (two staff answering at once cannot both win: the answered
+message is locked). The patient side (a Patient or RelatedPerson sender) replies only to a message
+from the practice, and never to a reply; the practice (any other sender) answers any message from
+the patient side, replies included. A message a patient or proxy writes needs a category (Rx or
+Health), a subject and a text no longer than MAX_MESSAGE_CHARS. docs/messages.md describes the mapping.
 """
 from __future__ import annotations
 
@@ -39,6 +41,11 @@ def _text(resource: dict[str, Any]) -> str:
     return "".join(p.get("contentString", "") for p in resource.get("payload", []) if isinstance(p, dict))
 
 
+def _from_patient_side(resource: dict[str, Any]) -> bool:
+    sender = (resource.get("sender") or {}).get("reference", "")
+    return isinstance(sender, str) and sender.startswith(_PATIENT_SIDE)
+
+
 def _categories(resource: dict[str, Any]) -> set[str]:
     return {c.get("code", "") for cat in resource.get("category", []) for c in cat.get("coding", [])
             if c.get("system") == CATEGORY_SYSTEM}
@@ -63,7 +70,7 @@ def _replies_to(repo: "Repository", target: ResourceRow) -> list[dict[str, Any]]
 
 @rule("Communication")
 def reply_once(repo: "Repository", resource: dict[str, Any], ctx: AccessContext) -> None:
-    """A message is answered at most once, and a reply is never answered."""
+    """A message is answered at most once; the patient side never answers a reply or its own side's message."""
     refs = resource.get("inResponseTo") or []
     if not refs:
         return
@@ -76,9 +83,17 @@ def reply_once(repo: "Repository", resource: dict[str, Any], ctx: AccessContext)
                             expression=["Communication.inResponseTo"])
     # Lock the answered message so that two simultaneous replies are serialised (PostgreSQL).
     repo.s.execute(select(ResourceRow.pk).where(ResourceRow.pk == target.pk).with_for_update())
-    if json.loads(target.text).get("inResponseTo"):
-        raise Unprocessable("This message is itself a reply; a reply cannot be answered",
-                            expression=["Communication.inResponseTo"])
+    answered = json.loads(target.text)
+    if _from_patient_side(resource):
+        if answered.get("inResponseTo"):
+            raise Unprocessable("This message is itself a reply; a reply cannot be answered",
+                                expression=["Communication.inResponseTo"])
+        if _from_patient_side(answered):
+            raise Unprocessable("A patient or a person with shared access can reply only to a message from the "
+                                "practice", expression=["Communication.inResponseTo"])
+    elif not _from_patient_side(answered):
+        raise Unprocessable("The practice answers messages from patients and the people they share access with; "
+                            "this message is not one of them", expression=["Communication.inResponseTo"])
     others = [r for r in _replies_to(repo, target) if r.get("id") != resource.get("id")]
     if others:
         raise Unprocessable("This message has already been answered; a message can be answered only once",

@@ -32,6 +32,12 @@ PATIENTS = [  # key, given, family, gender, birth date, email
     ("patient-sam-lee", "Sam", "Lee", "male", "1990-11-02", "sam.lee@example.com"),
 ]
 PROXY = ("Jordan Morgan", "1995-07-09", "jordan.morgan@example.com", "patient-alex-morgan")
+# Patients in the other registration states, for the practice console: key, given, family, gender, birth, email, state
+UNREGISTERED = [
+    ("patient-taylor-brooks", "Taylor", "Brooks", "female", "1982-09-17", "taylor.brooks@example.com", "not-invited"),
+    ("patient-jamie-rivera", "Jamie", "Rivera", "male", "1974-01-30", "jamie.rivera@example.com", "invited"),
+    ("patient-casey-nguyen", "Casey", "Nguyen", "female", "2001-06-08", "casey.nguyen@example.com", "expired"),
+]
 STAFF = ("Dr. Maya Chen", "1975-05-14", "dr.chen@example.com")
 
 
@@ -116,7 +122,8 @@ def load_demo(fhir: Any) -> list[DemoLogin]:
     with fhir.unit(write=True) as repo:
         dbs: Session = repo.s
         staff = _user(dbs, STAFF[2], STAFF[0], STAFF[1], "staff", f"Practitioner/{doc}")
-        logins.append(DemoLogin(STAFF[0], staff.email, DEMO_PASSWORD, staff.birth_date, "practice staff"))
+        logins.append(DemoLogin(STAFF[0], staff.email, DEMO_PASSWORD, staff.birth_date,
+                                "practice staff (administrator)"))
         for key, given, family, _g, birth, email in PATIENTS:
             user = _user(dbs, email, f"{given} {family}", birth, "patient", f"Patient/{patients[key]}")
             _access(dbs, user, patients[key], "self")
@@ -126,4 +133,51 @@ def load_demo(fhir: Any) -> list[DemoLogin]:
         owner = next(f"{g} {f}" for k, g, f, *_ in PATIENTS if k == of)
         logins.append(DemoLogin(p_name, p_email, DEMO_PASSWORD, p_birth,
                                 f"family member with access to {owner}'s record"))
+    _conditional(fhir, {"resourceType": "PractitionerRole", "active": True,
+                        "practitioner": {"reference": f"Practitioner/{doc}"},
+                        "code": [{"coding": [{"system": "urn:carespace:staff-role", "code": "admin",
+                                              "display": "Practice administrator"}],
+                                  "text": "Practice administrator"}]}, "dr-chen-admin")
+    _unregistered(fhir)
+    try:
+        from carespace.demo_clinical import add_inbox_demo
+    except ImportError:
+        return logins
+    add_inbox_demo(fhir, patients["patient-alex-morgan"], f"RelatedPerson/{rp}", keys=("rx-refill", "proxy"))
+    add_inbox_demo(fhir, patients["patient-sam-lee"], None, reply_to_first=False, keys=("question",))
     return logins
+
+
+def _unregistered(fhir: Any) -> None:
+    """Patients "Not invited", "Invited" (a live link nobody holds) and "Invite expired" for the console."""
+    import time
+
+    from .models import AuthToken
+    from .security import new_link_token
+    for key, given, family, gender, birth, email, state in UNREGISTERED:
+        pid, _ = _conditional(fhir, {
+            "resourceType": "Patient", "active": True, "gender": gender, "birthDate": birth,
+            "name": [{"text": f"{given} {family}", "given": [given], "family": family}],
+            "telecom": [{"system": "email", "value": email}]}, key)
+        if state == "not-invited":
+            continue
+        with fhir.unit(write=True) as repo:
+            dbs: Session = repo.s
+            user = dbs.execute(select(User).where(User.email == email)).scalar_one_or_none()
+            if user is None:
+                user = User(email=email, name=f"{given} {family}", birth_date=birth, role="patient", status="invited",
+                            fhir_user=f"Patient/{pid}", session_epoch=0)
+                dbs.add(user)
+                dbs.flush()
+                dbs.add(PatientAccess(user_id=user.id, patient_id=pid, relationship="self", status="pending"))
+            now = time.time()
+            live = dbs.execute(select(AuthToken).where(AuthToken.user_id == user.id, AuthToken.purpose == "invite",
+                                                       AuthToken.state == "active")).scalars().all()
+            wanted_live = state == "invited"
+            if any((t.expires_at > now) == wanted_live for t in live):
+                continue
+            for t in live:
+                t.state = "replaced"
+            expires = now + 4 * 24 * 3600 if wanted_live else now - 2 * 24 * 3600
+            dbs.add(AuthToken(purpose="invite", token_hash=new_link_token()[1], user_id=user.id, access_id=None,
+                              expires_at=expires, state="active"))

@@ -64,8 +64,12 @@ class Invitations(Recovery):
 
     # ---- practice ---------------------------------------------------------------------------------
     def invite_patient(self, *, patient_id: str | None = None, email: str | None = None,
-                       birth_date: str | None = None, name: str | None = None) -> InviteResult:
-        """Create the Patient if needed, the invited account and its own-record access; (re)send the invite."""
+                       birth_date: str | None = None, name: str | None = None,
+                       by: tuple[str | None, str] | None = None) -> InviteResult:
+        """Create the Patient if needed, the invited account and its own-record access; (re)send the invite.
+
+        `by` is (FHIR reference, name) of the staff member who asked, for the AuditEvent (the CLI: none).
+        """
         created = False
         body: dict[str, Any] | None = None
         if patient_id:
@@ -128,10 +132,11 @@ class Invitations(Recovery):
             mail_id = self.issue_link(dbs, "invite", user, None, email, user.name)
             result = InviteResult(user.id, email, patient_id, mail_id, created, resent)
         self.audit("invite", None, True, f"{'re-sent' if resent else 'sent'} registration invite to {email}",
-                   patient_id, display="practice")
+                   patient_id, display=by[1] if by else "practice", ref=by[0] if by else None)
         return result
 
-    def invite_staff(self, email: str, name: str, birth_date: str | None = None) -> InviteResult:
+    def invite_staff(self, email: str, name: str, birth_date: str | None = None,
+                     by: tuple[str | None, str] | None = None) -> InviteResult:
         """A practice staff account with its Practitioner resource; the invitee sets their password."""
         email, name = normalize_email(email), (name or "").strip()
         if not name:
@@ -154,7 +159,8 @@ class Invitations(Recovery):
                 dbs.flush()
             mail_id = self.issue_link(dbs, "invite", user, None, email, user.name)
             result = InviteResult(user.id, email, None, mail_id, False, resent)
-        self.audit("invite", None, True, f"staff invite to {email}", display="practice")
+        self.audit("invite", None, True, f"staff invite to {email}", display=by[1] if by else "practice",
+                   ref=by[0] if by else None)
         return result
 
     # ---- Manage Users -------------------------------------------------------------------------------

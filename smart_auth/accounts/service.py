@@ -85,8 +85,8 @@ class AccountService:
             yield repo
 
     def audit(self, action: str, user: User | None, ok: bool, detail: str, patient_id: str | None = None,
-              display: str | None = None) -> None:
-        ref = user.fhir_user if user is not None else None
+              display: str | None = None, ref: str | None = None) -> None:
+        ref = user.fhir_user if user is not None else ref
         self.audit_log.record(audit_event(kind="auth", action=action, subtype=action, agent_ref=ref,
                                           agent_display=display or (user.email if user else "unknown"),
                                           patient_id=patient_id, entities=[], ok=ok, detail=detail))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import wraps
 from typing import Any, TypeVar
 from urllib.parse import urlencode
@@ -137,6 +137,17 @@ def portal_access(user: User, choice: PatientChoice) -> AccessContext:
     return AccessContext.from_scopes(
         ["patient/*.cruds"], patient_id=choice.patient_id, user=fhir_user_ref(user, choice),
         client_id=None)
+
+
+def is_staff(user: User | None) -> bool:
+    return user is not None and user.role == "staff" and (user.fhir_user or "").startswith("Practitioner/")
+
+
+def staff_access(user: User) -> AccessContext:
+    """What a practice staff member may do, decided on each request: every patient's record (user/
+    scopes, unconfined), acting as their Practitioner, named in every AuditEvent."""
+    ctx = AccessContext.from_scopes(["user/*.cruds"], user=user.fhir_user, client_id=None)
+    return replace(ctx, label=user.name)
 
 
 def has_active_access(dbs: Session, user_id: int, patient_id: str) -> bool:

@@ -32,8 +32,8 @@ def safe_next(target: str | None) -> str | None:
 
 
 def landing(user: Any) -> str:
-    if user.role == "staff" and any(r.rule == "/console" for r in current_app.url_map.iter_rules()):
-        return "/console"
+    if user.role == "staff" and any(r.rule == "/practice" for r in current_app.url_map.iter_rules()):
+        return "/practice"
     return "/health"
 
 

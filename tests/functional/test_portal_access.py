@@ -84,7 +84,8 @@ def test_access_log_names_patient_proxy_staff_and_apps(app, client, fhir, family
     assert "Dr. Maya Chen" in html and "Practice staff" in html
     assert "my-health-app" in html and ">App<" in html
     assert "Pat Portal (you)" in html
-    assert "Looked up" in html and "Viewed" in html
+    assert "Viewed your lab results" in html and "Viewed your personal details" in html
+    assert "Observation" not in html.split("<main", 1)[1]  # plain words, never FHIR type names
     assert html.count("Dr. Maya Chen") == 1  # the other patient's event is not shown
 
 
