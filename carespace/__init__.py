@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 # Packages wired into the app, in order; each module has init_app(app).  The accounts package comes
 # first (sessions), then the OAuth server (replaces the FHIR access resolver), then the UIs.
 PACKAGE_MODULES = ["carespace.csrf", "carespace.mailer", "smart_auth.accounts.views", "smart_auth.oauth.views",
-                   "portal_ui.views", "bundles.views"]
+                   "portal_ui", "bundles.views"]
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
@@ -51,6 +51,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     for name in PACKAGE_MODULES:
         importlib.import_module(name).init_app(app)
+    from portal_ui import register_error_pages
+    register_error_pages(app)  # app-wide: pages a person can act on, OperationOutcomes under /fhir
 
     @app.teardown_appcontext
     def _close_db(_exc: BaseException | None) -> None:

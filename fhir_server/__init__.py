@@ -30,6 +30,7 @@ from .errors import (
     Unauthorized,
     Unprocessable,
     UnsupportedMediaType,
+    for_status,
 )
 from .operations.everything import EverythingPage, EverythingRequest
 from .r4.dates import now_instant
@@ -51,5 +52,5 @@ __all__ = [
     "MAX_MESSAGE_CHARS", "MAX_SUBJECT_CHARS", "MethodNotAllowed", "NotFound", "PATIENT_CATEGORIES",
     "PayloadTooLarge", "PreconditionFailed", "ScopeGrant", "Stored", "Unauthorized", "UnsupportedMediaType",
     "Unprocessable", "WriteResult", "audit_event", "capability_statement", "concept_text", "error_response",
-    "human_name", "now_instant", "parse_scope", "register_api", "validate_resource",
+    "for_status", "human_name", "now_instant", "parse_scope", "register_api", "validate_resource",
 ]

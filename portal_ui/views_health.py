@@ -8,7 +8,8 @@ from flask import Response, render_template, request
 from smart_auth.accounts import session as auth
 
 from . import documents, labs
-from .views import bp, fhir, viewer
+from .blueprint import bp
+from .context import fhir, viewer
 
 
 @bp.get("/health")

@@ -9,7 +9,8 @@ from fhir_server import MAX_MESSAGE_CHARS, MAX_SUBJECT_CHARS, PATIENT_CATEGORIES
 from smart_auth.accounts import session as auth
 
 from . import messages
-from .views import Names, bp, fhir, viewer
+from .blueprint import bp
+from .context import Names, fhir, viewer
 
 LIMITS = {"message_max": MAX_MESSAGE_CHARS, "subject_max": MAX_SUBJECT_CHARS, "categories": PATIENT_CATEGORIES}
 

@@ -1,66 +1,22 @@
 """Practice console pages under /practice: staff only (patients and proxies get a 403 page)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request
+from flask import current_app, flash, redirect, request
 from werkzeug.wrappers import Response
 
-from fhir_server import MAX_MESSAGE_CHARS, MAX_SUBJECT_CHARS, PATIENT_CATEGORIES, AccessContext
+from fhir_server import PATIENT_CATEGORIES
 from smart_auth.accounts import practice as accounts_practice
-from smart_auth.accounts import session as auth
 from smart_auth.accounts.errors import AccountError
 
 from .. import documents as portal_documents
+from ..context import Names, fhir
+from ..errors import error_page
 from ..fhir_data import PortalError
-from ..views import Names, fhir
 from . import FormError, catalog, documents, inbox, patients, results
-
-bp = Blueprint("practice", __name__, url_prefix="/practice")
-NOT_STAFF = ("The practice console is for the practice's staff. Your record is under Health and Messages; "
-             "if you work at the practice, sign in with your staff account.")
-LIMITS: dict[str, Any] = {"message_max": MAX_MESSAGE_CHARS, "subject_max": MAX_SUBJECT_CHARS, "categories": PATIENT_CATEGORIES}
-
-
-@dataclass(frozen=True)
-class Staff:
-    user: Any
-    ctx: AccessContext
-
-    @property
-    def author(self) -> tuple[str | None, str]:
-        return self.user.fhir_user, str(self.user.name)
-
-
-def staff() -> Staff:
-    user = auth.current_user()
-    if user is None or not auth.is_staff(user):
-        raise PortalError(NOT_STAFF, 403)
-    return Staff(user, auth.staff_access(user))
-
-
-@bp.before_request
-def _staff_only() -> Any:
-    user = auth.current_user()
-    if user is None:
-        return redirect("/login?" + urlencode({"next": request.full_path.rstrip("?")}))
-    if not auth.is_staff(user):
-        raise PortalError(NOT_STAFF, 403)
-    if current_app.config.get("STAFF_REQUIRE_2FA") and not user.totp_secret:
-        flash("The practice requires two-step verification for staff. Turn it on here to open the practice console.",
-              "error")
-        return redirect("/account")
-    return None
-
-
-def page(template: str, http_status: int = 200, **ctx: Any) -> tuple[str, int]:
-    return render_template(f"practice/{template}.html", active_tab=ctx.pop("tab", None), **ctx), http_status
-
-
-def accounts() -> Any:
-    return current_app.extensions["accounts"]
+from .console import LIMITS, accounts, bp, page, staff
 
 
 # ---- landing ------------------------------------------------------------------------------------
@@ -290,13 +246,7 @@ def message_new(pid: str) -> Any:
     return redirect(f"/practice/messages/{new_id}")
 
 
-def _too_large(_err: Exception) -> Response | tuple[str, int]:
-    from ..views import error_page
+def too_large(_err: Exception) -> Response | tuple[str, int]:
+    """A file over the upload limit: a page that says so (registered for the app by portal_ui)."""
     return error_page(413, "The file is larger than the practice's upload limit. Nothing was stored; "
                            "go back and choose a smaller file.")
-
-
-def init_app(app: Any) -> None:
-    from . import views_admin  # noqa: F401 - its routes join this blueprint
-    app.register_blueprint(bp)
-    app.register_error_handler(413, _too_large)

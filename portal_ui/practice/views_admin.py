@@ -9,10 +9,10 @@ from flask import current_app, flash, redirect, request
 from smart_auth.accounts import staff as staff_admin
 from smart_auth.accounts.errors import AccountError
 
+from ..context import Names, fhir
 from ..fhir_data import PortalError
-from ..views import Names, fhir
 from . import FormError, audit
-from .views import accounts, bp, page, staff
+from .console import accounts, bp, page, staff
 
 NOT_ADMIN = "Only administrators of the practice can manage staff, apps and the audit trail. Ask one of them."
 APP_KINDS = {"public": "Public app (PKCE, no secret)", "secret": "Confidential app (client secret)",
