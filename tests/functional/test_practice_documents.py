@@ -107,8 +107,8 @@ def test_size_limit_comes_from_configuration(backend, pg_cluster, tmp_path):
 
 
 def test_a_failing_transaction_stores_neither(client, fhir, world, monkeypatch):
-    from fhir_server import transaction
     from fhir_server.errors import Unprocessable
+    from fhir_server.operations import transaction
     original = transaction.BundleProcessor._one
 
     def fail_second(self, repo, ctx, req, rtype, *args, **kwargs):

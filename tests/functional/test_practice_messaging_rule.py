@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from fhir_server.access import AccessContext
+from fhir_server.access.context import AccessContext
 from fhir_server.errors import Unprocessable
 from tests.support import portal_data as pd
 

@@ -6,6 +6,7 @@ bounds are the counts measured when the repeats were removed (docs/architecture.
 """
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -21,14 +22,18 @@ from tests.support import access_world as aw
 def counted(app: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     statements: list[str] = []
     engine = app.extensions["carespace.engine"]
+    me = threading.get_ident()  # the request's thread: the audit writer's statements are not the page's
 
     def on_execute(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if threading.get_ident() != me:
+            return
         statements.append(statement.split()[0].upper() + " " + " ".join(statement.split())[:120])
 
     real_first = HotSelect.first
 
     def first(self: HotSelect, eng: Any, params: dict[str, Any]) -> Any:
-        statements.append("SELECT (prebuilt) " + str(self.stmt).split("FROM", 1)[-1].split()[0])
+        if threading.get_ident() == me:
+            statements.append("SELECT (prebuilt) " + str(self.stmt).split("FROM", 1)[-1].split()[0])
         return real_first(self, eng, params)
 
     monkeypatch.setattr(HotSelect, "first", first)
