@@ -7,12 +7,13 @@ import os
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from werkzeug.exceptions import HTTPException
 
 from fhir_server.access import AccessContext
 from fhir_server.errors import Unauthorized
 from fhir_server.fastpath import HeaderResolver
 from smart_auth.accounts.models import PatientAccess, User
-from smart_auth.accounts.session import db
+from smart_auth.accounts.session import db, writes
 
 from . import repository as repo
 from .client_auth import private_key_jwt
@@ -43,6 +44,31 @@ def _json(doc: dict[str, Any]) -> Response:
     return resp
 
 
+@bp.errorhandler(Exception)
+def _oauth_error(err: Exception) -> Response:
+    """The OAuth endpoints answer RFC 6749 JSON whatever happens: 503 temporarily_unavailable with Retry-After
+    when the database is busy or unreachable, server_error otherwise (never an HTML page)."""
+    if isinstance(err, HTTPException):
+        resp = jsonify(error="invalid_request", error_description=err.description or err.name)
+        resp.status_code = err.code or 400
+        return resp
+    unavailable = current_app.extensions.get("carespace.db_unavailable")
+    if unavailable is not None and unavailable(err):
+        log.warning("database busy or unavailable on %s: %s", request.path, str(err).splitlines()[0])
+        resp = jsonify(error="temporarily_unavailable",
+                       error_description="The authorization server is busy; nothing was issued or changed. "
+                                         "Try again in a moment.")
+        resp.status_code = 503
+        resp.headers["Retry-After"] = str(current_app.config.get("RETRY_AFTER_S", 2))
+    else:
+        log.exception("Unhandled error on %s", request.path)
+        resp = jsonify(error="server_error", error_description="An internal error occurred; nothing was issued.")
+        resp.status_code = 500
+    resp.headers["Cache-Control"] = "no-store"
+    resp.headers["Pragma"] = "no-cache"
+    return resp
+
+
 @bp.get("/fhir/.well-known/smart-configuration")
 def smart_config() -> Response:
     return _json(smart_configuration(current_app.config))
@@ -64,6 +90,7 @@ def smart_style() -> Response:
 
 
 @bp.post("/oauth/token")
+@writes
 def token() -> Response:
     resp: Response = server().create_token_response()
     if resp.status_code >= 400:
@@ -90,11 +117,13 @@ def introspect() -> Response:
 
 
 @bp.post("/oauth/revoke")
+@writes
 def revoke() -> Response:
     return _audited(server().create_endpoint_response(Revocation.ENDPOINT_NAME), "revocation")
 
 
 @bp.post("/oauth/register")
+@writes
 def register() -> Response:
     if not current_app.config.get("DYNAMIC_CLIENT_REGISTRATION", True):
         resp = jsonify(error="access_denied", error_description="Dynamic client registration is switched off; "
@@ -134,7 +163,7 @@ def bearer_resolver(app: Flask) -> HeaderResolver:
 
 def _revocation_hooks(app: Flask) -> None:
     """Revoking a proxy or resetting a password kills that person's app tokens at once."""
-    sessions = app.extensions["carespace.sessions"]
+    sessions = app.extensions["carespace.write_sessions"]
 
     def on_access_revoked(user_id: int, patient_id: str) -> None:
         try:
