@@ -13,7 +13,7 @@ from functools import wraps
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
-from flask import current_app, g, redirect, request, session
+from flask import current_app, g, has_request_context, redirect, request, session
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -35,11 +35,38 @@ class PatientChoice:
     name: str
 
 
+def writes(view: F) -> F:
+    """Mark a view that writes through db(): its request session takes the database's write lock at the start
+    of each of its transactions (BEGIN IMMEDIATE on SQLite), so reading first and writing after can never
+    fail because another writer committed in between. Such a view must not hash passwords, call out over
+    the network or open another write unit while its session is in a transaction."""
+    view.carespace_writes = True  # type: ignore[attr-defined]
+    return view
+
+
+def _writing() -> bool:
+    view = current_app.view_functions.get(request.endpoint or "") if has_request_context() else None
+    return bool(getattr(view, "carespace_writes", False))
+
+
 def db() -> Session:
-    """A request-scoped SQLAlchemy session (closed at teardown by the composition root)."""
+    """A request-scoped SQLAlchemy session (closed at teardown by the composition root); a writer's session in
+    views marked @writes."""
     if "auth_db" not in g:
-        g.auth_db = current_app.extensions["carespace.sessions"]()
+        write = _writing()
+        g.auth_db = current_app.extensions["carespace.write_sessions" if write else "carespace.sessions"]()
+        g.auth_db.info["writes"] = write
     return g.auth_db  # type: ignore[no-any-return]
+
+
+def after_unit(record: Callable[[], None]) -> None:
+    """Run `record` now, or, when this request's writer session is inside a transaction (it holds the write
+    lock), once the request ends: another write unit opened now would wait for this one until it times out."""
+    dbs = g.get("auth_db") if has_request_context() else None
+    if dbs is not None and dbs.info.get("writes") and dbs.in_transaction():
+        g.setdefault("audit_after_unit", []).append(record)
+        return
+    record()
 
 
 def login_user(user: User) -> None:

@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request
 
-from smart_auth.accounts.session import current_user, db, login_required, selected_patient
+from smart_auth.accounts.session import current_user, db, login_required, selected_patient, writes
 
 from . import repository as repo
 from .scopes import describe, split
@@ -52,6 +52,7 @@ def _existing_patient(patient_id: str) -> str | None:
 
 
 @bp.post("/apps/<int:grant_id>/revoke")
+@writes
 @login_required
 def revoke(grant_id: int) -> Any:
     user = current_user()
@@ -67,6 +68,7 @@ def revoke(grant_id: int) -> Any:
 
 
 @bp.post("/apps/launch")
+@writes
 @login_required
 def launch() -> Any:
     user = current_user()

@@ -12,7 +12,15 @@ from authlib.oauth2.rfc6749 import AccessDeniedError, InvalidRequestError
 from flask import Blueprint, Response, current_app, redirect, render_template, request, session
 
 from smart_auth.accounts.models import User
-from smart_auth.accounts.session import PatientChoice, current_user, db, fhir_user_ref, login_required, patients_for
+from smart_auth.accounts.session import (
+    PatientChoice,
+    current_user,
+    db,
+    fhir_user_ref,
+    login_required,
+    patients_for,
+    writes,
+)
 
 from . import repository as repo
 from .scopes import (
@@ -93,6 +101,7 @@ def _validated(params: dict[str, str]) -> tuple[StoredRequest, Any]:
 
 
 @bp.route("/oauth/authorize", methods=["GET", "POST"])
+@writes  # a remembered consent issues the code at once
 def authorize() -> Any:
     params = {k: v for k, v in request.values.items() if k != "csrf_token"}
     req = StoredRequest(params)
@@ -149,6 +158,7 @@ def _type_of(scope: str) -> str | None:
 
 
 @bp.post("/oauth/consent")
+@writes
 @login_required
 def consent() -> Any:
     pending = dict(session.get("oauth_pending") or {})

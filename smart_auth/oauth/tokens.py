@@ -8,7 +8,7 @@ from flask import Flask
 
 from fhir_server.audit import audit_event
 from smart_auth.accounts.models import User
-from smart_auth.accounts.session import db
+from smart_auth.accounts.session import after_unit, db
 
 from . import repository as repo
 from .discovery import endpoints
@@ -25,9 +25,10 @@ def make_audit(app: Flask) -> Any:
 
     def audit(event: str, client_id: str | None, patient_id: str | None, detail: str, ok: bool,
               agent_ref: str | None = None) -> None:
-        app.extensions["audit_log"].record(audit_event(
+        record = audit_event(
             action=event, subtype=event, agent_ref=agent_ref, agent_display=agent_ref or f"app {client_id}",
-            patient_id=patient_id, entities=[], ok=ok, kind="security", client_id=client_id, detail=detail))
+            patient_id=patient_id, entities=[], ok=ok, kind="security", client_id=client_id, detail=detail)
+        after_unit(lambda: app.extensions["audit_log"].record(record))
 
     return audit
 
