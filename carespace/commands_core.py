@@ -45,7 +45,7 @@ def _serve(args: argparse.Namespace) -> int:
                        max_request_body_size=64 * 1024 * 1024)
     finally:  # the access-event queue's figures (memory and lag under load), once everything queued is written
         audit = app.extensions["audit_log"]
-        audit.flush(timeout=10)
+        audit.flush(timeout=60)
         print("audit queue: " + json.dumps(audit.stats()), flush=True)
     return 0
 

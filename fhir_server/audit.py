@@ -91,10 +91,15 @@ class AuditLog:
     """
 
     def __init__(self, svc: "FhirService", batch: int = 200, linger: float = 0.05, idle: float = 2.0,
-                 hold: float = 0.005, limit: int = 20_000, full_wait: float = 5.0) -> None:
+                 hold: float | None = None, limit: int = 2_000, full_wait: float = 5.0) -> None:
         self.svc = svc
         self.batch, self.linger, self.idle = batch, linger, idle
-        self.hold = hold  # longest a transaction of the writer keeps the write lock before it commits
+        # how long one of the writer's transactions may write before it commits: on SQLite it holds the
+        # database's only write lock meanwhile, so briefly; on PostgreSQL it blocks nobody, so a whole batch
+        engine = getattr(svc, "engine", None)
+        sqlite = engine is not None and engine.dialect.name == "sqlite"
+        self.hold = hold if hold is not None else (0.02 if sqlite else 1.0)
+        self.min_per_unit = 10  # even when the process is busy and writing is slow
         self.limit, self.full_wait = limit, full_wait  # the queue's bound, and how long an access waits for room
         self.max_pending = 0  # the most events ever waiting at once
         self.max_lag = 0.0  # the longest an event waited to be written (seconds)
@@ -211,7 +216,7 @@ class AuditLog:
                 for event in events:
                     repo.write(dict(event, id=str(uuid.uuid4())), None, "POST")
                     n += 1
-                    if time.perf_counter() - start >= self.hold:
+                    if n >= self.min_per_unit and time.perf_counter() - start >= self.hold:
                         break
         except Exception:  # noqa: BLE001 - written again one by one by _write
             return 0
