@@ -35,28 +35,28 @@ class PatientChoice:
     name: str
 
 
-def writes(view: F) -> F:
-    """Mark a view that writes through db(): its request session takes the database's write lock at the start
-    of each of its transactions (BEGIN IMMEDIATE on SQLite), so reading first and writing after can never
-    fail because another writer committed in between. Such a view must not hash passwords, call out over
-    the network or open another write unit while its session is in a transaction."""
-    view.carespace_writes = True  # type: ignore[attr-defined]
-    return view
-
-
-def _writing() -> bool:
-    view = current_app.view_functions.get(request.endpoint or "") if has_request_context() else None
-    return bool(getattr(view, "carespace_writes", False))
-
-
 def db() -> Session:
-    """A request-scoped SQLAlchemy session (closed at teardown by the composition root); a writer's session in
-    views marked @writes."""
+    """A request-scoped SQLAlchemy session (closed at teardown by the composition root): a reader's until
+    write_phase() makes it a writer's."""
     if "auth_db" not in g:
-        write = _writing()
-        g.auth_db = current_app.extensions["carespace.write_sessions" if write else "carespace.sessions"]()
-        g.auth_db.info["writes"] = write
+        g.auth_db = current_app.extensions["carespace.sessions"]()
+        g.auth_db.info["writes"] = False
     return g.auth_db  # type: ignore[no-any-return]
+
+
+def write_phase() -> Session:
+    """The request session, from now on a writer's: call it where a unit that writes begins, before the reads
+    its writes depend on (is the code used? the refresh token live? the jti new?). The reading so far ends;
+    every later transaction of the session takes the database's write lock up front (BEGIN IMMEDIATE on
+    SQLite), so reading first and writing after cannot fail because another writer committed in between.
+    Until the request ends the session holds that lock in each transaction: no password hashing, network
+    calls or second write unit in between (security AuditEvents wait for the request's end: after_unit)."""
+    dbs = db()
+    if not dbs.info.get("writes"):
+        dbs.commit()  # the reads so far (nothing is pending); loaded objects stay usable (expire_on_commit off)
+        dbs.bind = current_app.extensions["carespace.write_sessions"].kw["bind"]
+        dbs.info["writes"] = True
+    return dbs
 
 
 def after_unit(record: Callable[[], None]) -> None:

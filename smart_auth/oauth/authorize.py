@@ -19,7 +19,7 @@ from smart_auth.accounts.session import (
     fhir_user_ref,
     login_required,
     patients_for,
-    writes,
+    write_phase,
 )
 
 from . import repository as repo
@@ -86,7 +86,7 @@ def _offer(user: User, client_id: str, requested: list[str], params: dict[str, s
 def _approve(req: StoredRequest, grant: Any, user: User, offer: Offer, choice: PatientChoice | None,
              granted: list[str]) -> Any:
     patient_id = choice.patient_id if choice is not None and offer.needs_patient else None
-    remembered = remember_consent(db(), user.id, req.client.row.client_id, patient_id, offer.requested, granted)
+    remembered = remember_consent(write_phase(), user.id, req.client.row.client_id, patient_id, offer.requested, granted)
     db().commit()
     req.decision = {"scope": " ".join(granted), "patient_id": patient_id,
                     "fhir_user": fhir_user_ref(user, choice), "ehr_launch": offer.ehr_launch,
@@ -101,7 +101,6 @@ def _validated(params: dict[str, str]) -> tuple[StoredRequest, Any]:
 
 
 @bp.route("/oauth/authorize", methods=["GET", "POST"])
-@writes  # a remembered consent issues the code at once
 def authorize() -> Any:
     params = {k: v for k, v in request.values.items() if k != "csrf_token"}
     req = StoredRequest(params)
@@ -158,7 +157,6 @@ def _type_of(scope: str) -> str | None:
 
 
 @bp.post("/oauth/consent")
-@writes
 @login_required
 def consent() -> Any:
     pending = dict(session.get("oauth_pending") or {})

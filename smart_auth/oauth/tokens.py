@@ -8,7 +8,7 @@ from flask import Flask
 
 from fhir_server.audit import audit_event
 from smart_auth.accounts.models import User
-from smart_auth.accounts.session import after_unit, db
+from smart_auth.accounts.session import after_unit, db, write_phase
 
 from . import repository as repo
 from .discovery import endpoints
@@ -56,7 +56,7 @@ def make_save(app: Flask, key: ServerKey) -> Any:
             o = request.refresh_token.row
             src.update(user_id=o.user_id, patient_id=o.patient_id, fhir_user=o.fhir_user, code_id=o.code_id,
                        app_grant_id=o.app_grant_id, ehr_launch=o.ehr_launch)
-        user = db().get(User, src["user_id"]) if src["user_id"] else None
+        user = write_phase().get(User, src["user_id"]) if src["user_id"] else None
         encounter = repo.encounter_of(db(), code_id=src["code_id"]) if src["patient_id"] else None
         sub = str(user.id) if user is not None and "openid" in scopes else None
         rt = token.get("refresh_token")

@@ -13,7 +13,7 @@ from fhir_server.access import AccessContext
 from fhir_server.errors import Unauthorized
 from fhir_server.fastpath import HeaderResolver
 from smart_auth.accounts.models import PatientAccess, User
-from smart_auth.accounts.session import db, writes
+from smart_auth.accounts.session import db, write_phase
 
 from . import repository as repo
 from .client_auth import private_key_jwt
@@ -90,7 +90,6 @@ def smart_style() -> Response:
 
 
 @bp.post("/oauth/token")
-@writes
 def token() -> Response:
     resp: Response = server().create_token_response()
     if resp.status_code >= 400:
@@ -117,13 +116,11 @@ def introspect() -> Response:
 
 
 @bp.post("/oauth/revoke")
-@writes
 def revoke() -> Response:
     return _audited(server().create_endpoint_response(Revocation.ENDPOINT_NAME), "revocation")
 
 
 @bp.post("/oauth/register")
-@writes
 def register() -> Response:
     if not current_app.config.get("DYNAMIC_CLIENT_REGISTRATION", True):
         resp = jsonify(error="access_denied", error_description="Dynamic client registration is switched off; "
@@ -215,7 +212,7 @@ def init_app(app: Flask) -> None:
     app.extensions["smart.hooks"] = Hooks(make_save(app, key), audit)
 
     def use_jti(client_id: str, jti: str, exp: int) -> bool:
-        ok = repo.use_jti(db(), client_id, jti, exp)
+        ok = repo.use_jti(write_phase(), client_id, jti, exp)
         db().commit()
         return ok
 
