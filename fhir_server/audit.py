@@ -91,7 +91,8 @@ class AuditLog:
     """
 
     def __init__(self, svc: "FhirService", batch: int = 200, linger: float = 0.05, idle: float = 2.0,
-                 hold: float | None = None, limit: int = 2_000, full_wait: float = 5.0) -> None:
+                 hold: float | None = None, limit: int = 2_000, full_wait: float = 5.0,
+                 lag_limit: float = 1.0) -> None:
         self.svc = svc
         self.batch, self.linger, self.idle = batch, linger, idle
         # how long one of the writer's transactions may write before it commits: on SQLite it holds the
@@ -101,6 +102,7 @@ class AuditLog:
         self.hold = hold if hold is not None else (0.02 if sqlite else 1.0)
         self.min_per_unit = 10  # even when the process is busy and writing is slow
         self.limit, self.full_wait = limit, full_wait  # the queue's bound, and how long an access waits for room
+        self.lag_limit = lag_limit  # the queue also counts as full while its oldest event waits longer than this
         self.max_pending = 0  # the most events ever waiting at once
         self.max_lag = 0.0  # the longest an event waited to be written (seconds)
         self.refused = 0  # accesses refused (503) because the queue stayed full
@@ -119,13 +121,15 @@ class AuditLog:
     def enqueue(self, event: dict[str, Any]) -> None:
         """Queue one event for the background writer (started on first use, it stops when idle).
 
-        The queue is bounded: when `limit` events wait, the caller waits for room up to `full_wait` seconds,
-        then the access is refused with 503 (no access goes unrecorded, and memory stays bounded)."""
+        The queue is bounded in size and in lag: while `limit` events wait, or the oldest has waited more than
+        `lag_limit` seconds, the caller waits for room up to `full_wait` seconds (a busy process thereby gives
+        the writer its turn), then the access is refused with 503 (no access goes unrecorded, and memory and
+        lag stay bounded)."""
         with self._cond:
-            if len(self._queue) >= self.limit:
+            if self._full():
                 self._urgent = True
                 self._cond.notify_all()
-                if not self._cond.wait_for(lambda: len(self._queue) < self.limit, self.full_wait):
+                if not self._cond.wait_for(lambda: not self._full(), self.full_wait):
                     self.refused += 1
                     raise AuditBacklog()
             event["_queued_at"] = time.monotonic()
@@ -137,6 +141,11 @@ class AuditLog:
                 self._thread.start()
             elif len(self._queue) >= self.batch:
                 self._cond.notify_all()
+
+    def _full(self) -> bool:
+        if len(self._queue) >= self.limit:
+            return True
+        return bool(self._queue) and time.monotonic() - self._queue[0].get("_queued_at", time.monotonic()) > self.lag_limit
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until every event queued so far is in the database; False if that took over `timeout`."""
