@@ -148,7 +148,9 @@ def _touch(dbs: Session, grant_id: int, t: int) -> None:
     """Record the app's last use (at most once a minute) in its own short write, never in the caller's read
     (a read that then writes can fail on SQLite), and without failing the request it serves."""
     try:
-        with dbs.get_bind().execution_options(write=True).begin() as conn:
+        engine = dbs.get_bind()
+        assert isinstance(engine, Engine)
+        with engine.execution_options(write=True).begin() as conn:
             conn.execute(update(AppGrant).where(
                 AppGrant.id == grant_id, or_(AppGrant.last_used_at.is_(None), AppGrant.last_used_at < t - 60))
                 .values(last_used_at=t))
