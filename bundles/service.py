@@ -116,8 +116,9 @@ class SendRecordService:
 
     def __init__(self, sessions: sessionmaker[Session], fhir: FhirService, mailer: Any, audit: AuditLog,
                  base_url: str, ttl_days: int = 30, ip_limit: tuple[int, int] = (60, 900),
-                 record_limit: tuple[int, int] = (30, 3600)) -> None:
+                 record_limit: tuple[int, int] = (30, 3600), writes: sessionmaker[Session] | None = None) -> None:
         self.sessions = sessions
+        self.writes = writes or sessions  # writer sessions (BEGIN IMMEDIATE on SQLite): units that read, then write
         self.fhir = fhir
         self.mailer = mailer
         self.audit = audit
@@ -143,7 +144,7 @@ class SendRecordService:
                          expires_at=now + timedelta(days=self.ttl_days), open_count=0)
         link = f"{self.base_url}/records/{token}"
         subject, text, html = mails.record_mail(sender.name, form.notes, link, row.expires_at)
-        with self.sessions.begin() as s:
+        with self.writes.begin() as s:
             s.add(row)
             s.flush()
             self.mailer.send(row.recipient_email, subject, text, html=html, links=[link], session=s)
@@ -171,7 +172,7 @@ class SendRecordService:
 
     def revoke(self, sender: Sender, record_id: int) -> SentRecord | None:
         """Kill the link and erase the encrypted record; None when it is not this patient's."""
-        with self.sessions.begin() as s:
+        with self.writes.begin() as s:
             row = repository.get_for_patient(s, sender.patient_id, record_id)
             if row is None:
                 return None
@@ -188,7 +189,7 @@ class SendRecordService:
     def check_rate(self, key: str, limit: tuple[int, int]) -> None:
         count, window_s = limit
         window = int(time.time() // window_s)
-        with self.sessions.begin() as s:
+        with self.writes.begin() as s:
             hits = repository.hit(s, key, window)
         if hits > count:
             raise LinkProblem("limited", retry_after=int((window + 1) * window_s - time.time()) + 1)
@@ -211,7 +212,7 @@ class SendRecordService:
         except LinkProblem:
             self._audit_retrieval(row, ip, agent, False, "refused: too many retrievals")
             raise
-        with self.sessions.begin() as s:
+        with self.writes.begin() as s:
             repository.mark_opened(s, row.id, utcnow())
         self._audit_retrieval(row, ip, agent, True, "encrypted record retrieved")
         return row
@@ -221,7 +222,7 @@ class SendRecordService:
             raise LinkProblem("revoked")
         if _aware(row.expires_at) <= utcnow():
             if row.jwe is not None:
-                with self.sessions.begin() as s:
+                with self.writes.begin() as s:
                     repository.erase(s, row.id)
             raise LinkProblem("expired")
         if not row.jwe:

@@ -186,5 +186,6 @@ def init_app(app: Flask) -> None:
         app.extensions["carespace.sessions"], app.extensions["fhir_service"], app.extensions["mailer"],
         app.extensions["audit_log"], str(app.config["BASE_URL"]), ttl_days=setting("SEND_RECORD_TTL_DAYS", 30),
         ip_limit=(setting("SEND_RECORD_LIMIT_PER_IP", 60), setting("SEND_RECORD_LIMIT_WINDOW_S", 900)),
-        record_limit=(setting("SEND_RECORD_LIMIT_PER_RECORD", 30), 3600))
+        record_limit=(setting("SEND_RECORD_LIMIT_PER_RECORD", 30), 3600),
+        writes=app.extensions.get("carespace.write_sessions"))
     app.register_blueprint(bp)

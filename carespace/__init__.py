@@ -5,7 +5,7 @@ import importlib
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask, g
+from flask import Flask, g, request
 
 __version__ = "0.1.0"
 
@@ -31,6 +31,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     sessions = db.make_sessions(engine)
     app.extensions["carespace.engine"] = engine
     app.extensions["carespace.sessions"] = sessions
+    app.extensions["carespace.write_sessions"] = db.make_sessions(engine, write=True)
+    app.extensions["carespace.db_unavailable"] = db.unavailable  # the packages' error handlers answer 503
+    app.config.setdefault("RETRY_AFTER_S", db.RETRY_AFTER_S)
     fhir = FhirService(sessions, cfg["FHIR_BASE_URL"], cfg["SECRET_KEY"].encode())
     app.extensions["fhir_service"] = fhir
     audit = AuditLog(fhir)
@@ -59,6 +62,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         dbs = g.pop("auth_db", None)
         if dbs is not None:
             dbs.close()
+        for record in g.pop("audit_after_unit", []):  # security events held back while the request held the lock
+            record()
+
+    _answer_unavailable(app)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
@@ -66,6 +73,39 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         return {"status": "ok"}
 
     return app
+
+
+BUSY_PAGE = ("<!doctype html><html lang=en><title>CareSpace is busy</title><h1>CareSpace is busy right now</h1>"
+             "<p>Nothing was changed. Wait a few seconds, then reload the page or send the form again.</p></html>")
+
+
+def _answer_unavailable(app: Flask) -> None:
+    """A busy or unreachable database is a 503 with Retry-After, never a 500 page: an OperationOutcome under
+    /fhir and RFC 6749 JSON under /oauth (their blueprints' own handlers), JSON for programs, else a page
+    saying what to do. Other database errors stay 500s."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from . import db
+
+    def busy(err: SQLAlchemyError) -> Any:
+        if not db.unavailable(err):
+            raise err  # the app's 500 handling, which logs it
+        app.logger.warning("database busy or unavailable on %s %s: %s", request.method, request.path,
+                           str(err).splitlines()[0])
+        headers = {"Retry-After": str(app.config["RETRY_AFTER_S"]), "Cache-Control": "no-store"}
+        best = request.accept_mimetypes.best_match(["text/html", "application/json"])
+        if request.path == "/healthz" or best == "application/json":
+            return {"error": "temporarily_unavailable",
+                    "error_description": "The database is busy; nothing was changed. Try again in a moment."}, \
+                503, headers
+        from portal_ui import error_page
+        try:
+            body, status = error_page(503)
+        except Exception:  # noqa: BLE001 - the page's menu reads the database too; say it plainly without it
+            body, status = BUSY_PAGE, 503
+        return body, status, headers
+
+    app.register_error_handler(SQLAlchemyError, busy)
 
 
 def close_app(app: Flask) -> None:

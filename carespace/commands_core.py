@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -82,8 +83,13 @@ def _serve(args: argparse.Namespace) -> int:
         raise SystemExit(128 + signum)  # exit through atexit, which writes the queued AuditEvents
     signal.signal(signal.SIGTERM, _stop)
     print(f"CareSpace serving on http://{args.host}:{args.port} (base URL {app.config['BASE_URL']})", flush=True)
-    waitress.serve(app, host=args.host, port=args.port, threads=args.threads, ident="CareSpace",
-                   max_request_body_size=64 * 1024 * 1024)
+    try:
+        waitress.serve(app, host=args.host, port=args.port, threads=args.threads, ident="CareSpace",
+                       max_request_body_size=64 * 1024 * 1024)
+    finally:  # the access-event queue's figures (memory and lag under load), once everything queued is written
+        audit = app.extensions["audit_log"]
+        audit.flush(timeout=60)
+        print("audit queue: " + json.dumps(audit.stats()), flush=True)
     return 0
 
 

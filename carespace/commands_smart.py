@@ -30,7 +30,7 @@ def _register(args: argparse.Namespace) -> int:
     engine = app.extensions["carespace.engine"]
     try:
         db.upgrade(engine)
-        with app.extensions["carespace.sessions"]() as dbs:
+        with app.extensions["carespace.write_sessions"]() as dbs:
             new = register_client(dbs, name=args.name, redirect_uris=args.redirect_uri or [], scope=args.scope or "",
                                   kind=kind, jwks=jwks, jwks_uri=args.jwks_uri, grant_types=grants,
                                   launch_uri=args.launch_uri)

@@ -60,7 +60,9 @@ class OutboxMailer:
 
     def __init__(self, sessions: sessionmaker[Session], smtp_url: str | None, mail_from: str,
                  worker: bool = True) -> None:
+        from .db import make_sessions
         self.sessions = sessions
+        self.writes = make_sessions(sessions.kw["bind"], write=True)  # units that claim or update a mail
         self.target = SmtpTarget.parse(smtp_url) if smtp_url else None
         self.mail_from = mail_from
         self.worker_enabled = worker
@@ -83,7 +85,7 @@ class OutboxMailer:
             event.listen(session, "after_commit", lambda _s: self._queued(mail_id, to, subject, links),
                          once=True)
             return mail_id
-        with self.sessions.begin() as own:
+        with self.writes.begin() as own:
             own.add(row)
             own.flush()
             mail_id = int(row.id)
@@ -165,7 +167,7 @@ class OutboxMailer:
 
     def _claim(self, mail_id: int) -> OutboxMail | None:
         now = time.time()
-        with self.sessions.begin() as s:
+        with self.writes.begin() as s:
             res = s.execute(update(OutboxMail).where(OutboxMail.id == mail_id, OutboxMail.status != "sent",
                                                      OutboxMail.due_at <= now)
                             .values(status="sending", due_at=now + CLAIM_S)
@@ -182,12 +184,12 @@ class OutboxMailer:
             retry = backoff_s(attempts)
             log.warning("mail %s to %s not sent (attempt %s, retry in %.0f s): %s", row.id, row.to_addr,
                         attempts, retry, exc)
-            with self.sessions.begin() as s:
+            with self.writes.begin() as s:
                 s.execute(update(OutboxMail).where(OutboxMail.id == row.id).values(
                     status="retrying", attempts=attempts, due_at=time.time() + retry,
                     last_error=f"{exc.__class__.__name__}: {exc}"[:500]))
             return 0
-        with self.sessions.begin() as s:
+        with self.writes.begin() as s:
             s.execute(update(OutboxMail).where(OutboxMail.id == row.id).values(
                 status="sent", attempts=row.attempts + 1, sent_at=utcnow(), last_error=None))
         log.info("mail %s sent to %s: %s", row.id, row.to_addr, row.subject)

@@ -8,6 +8,7 @@ import atexit
 import json
 import logging
 import threading
+import time
 import uuid
 import weakref
 from collections import deque
@@ -15,6 +16,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from .access.context import AccessContext
+from .errors import FhirError
 from .r4.dates import now_instant
 
 if TYPE_CHECKING:
@@ -73,6 +75,16 @@ def audit_event(*, action: str, subtype: str, agent_ref: str | None, agent_displ
     return ev
 
 
+class AuditBacklog(FhirError):
+    """The access-event queue stayed full: the access is refused rather than left unrecorded."""
+
+    status, code = 503, "transient"
+
+    def __init__(self) -> None:
+        super().__init__("The server is busy recording accesses; nothing was returned. Try again in a moment",
+                         headers={"Retry-After": "2"})
+
+
 class AuditLog:
     """Writes AuditEvents through the FHIR store (trusted), never failing the caller's request.
 
@@ -82,9 +94,22 @@ class AuditLog:
     through its `settle` hook), and pending events are flushed at interpreter exit.
     """
 
-    def __init__(self, svc: "FhirService", batch: int = 200, linger: float = 0.05, idle: float = 2.0) -> None:
+    def __init__(self, svc: "FhirService", batch: int = 200, linger: float = 0.05, idle: float = 2.0,
+                 hold: float | None = None, limit: int = 2_000, full_wait: float = 5.0,
+                 lag_limit: float = 1.0) -> None:
         self.svc = svc
         self.batch, self.linger, self.idle = batch, linger, idle
+        # how long one of the writer's transactions may write before it commits: on SQLite it holds the
+        # database's only write lock meanwhile, so briefly; on PostgreSQL it blocks nobody, so a whole batch
+        engine = getattr(svc, "engine", None)
+        sqlite = engine is not None and engine.dialect.name == "sqlite"
+        self.hold = hold if hold is not None else (0.02 if sqlite else 1.0)
+        self.min_per_unit = 10  # even when the process is busy and writing is slow
+        self.limit, self.full_wait = limit, full_wait  # the queue's bound, and how long an access waits for room
+        self.lag_limit = lag_limit  # the queue also counts as full while its oldest event waits longer than this
+        self.max_pending = 0  # the most events ever waiting at once
+        self.max_lag = 0.0  # the longest an event waited to be written (seconds)
+        self.refused = 0  # accesses refused (503) because the queue stayed full
         self._queue: deque[dict[str, Any]] = deque()
         self._cond = threading.Condition()
         self._queued = 0  # events ever queued
@@ -98,15 +123,33 @@ class AuditLog:
         self._write([event])
 
     def enqueue(self, event: dict[str, Any]) -> None:
-        """Queue one event for the background writer (started on first use, it stops when idle)."""
+        """Queue one event for the background writer (started on first use, it stops when idle).
+
+        The queue is bounded in size and in lag: while `limit` events wait, or the oldest has waited more than
+        `lag_limit` seconds, the caller waits for room up to `full_wait` seconds (a busy process thereby gives
+        the writer its turn), then the access is refused with 503 (no access goes unrecorded, and memory and
+        lag stay bounded)."""
         with self._cond:
+            if self._full():
+                self._urgent = True
+                self._cond.notify_all()
+                if not self._cond.wait_for(lambda: not self._full(), self.full_wait):
+                    self.refused += 1
+                    raise AuditBacklog()
+            event["_queued_at"] = time.monotonic()
             self._queue.append(event)
             self._queued += 1
+            self.max_pending = max(self.max_pending, self._queued - self._done)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="carespace-audit", daemon=True)
                 self._thread.start()
             elif len(self._queue) >= self.batch:
                 self._cond.notify_all()
+
+    def _full(self) -> bool:
+        if len(self._queue) >= self.limit:
+            return True
+        return bool(self._queue) and time.monotonic() - self._queue[0].get("_queued_at", time.monotonic()) > self.lag_limit
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until every event queued so far is in the database; False if that took over `timeout`."""
@@ -122,6 +165,13 @@ class AuditLog:
     def pending(self) -> int:
         return self._queued - self._done
 
+    def stats(self) -> dict[str, Any]:
+        """The queue's figures since start: events queued and written, the most waiting at once, the longest
+        wait before being written (ms), accesses refused because it stayed full."""
+        return {"queued": self._queued, "written": self._done, "pending": self.pending, "limit": self.limit,
+                "max_pending": self.max_pending, "max_lag_ms": round(self.max_lag * 1000, 1),
+                "refused": self.refused}
+
     def _run(self) -> None:
         while True:
             with self._cond:
@@ -132,6 +182,8 @@ class AuditLog:
                 events = [self._queue.popleft() for _ in range(min(self.batch, len(self._queue)))]
                 if not self._queue:
                     self._urgent = False
+                self._cond.notify_all()  # room in the queue for callers waiting on a full one
+            oldest = min((e.pop("_queued_at", None) or time.monotonic() for e in events), default=None)
             try:
                 self._write(self._expand(events))
             except Exception:  # noqa: BLE001 - the writer must outlive any event; _write already logged it
@@ -139,10 +191,21 @@ class AuditLog:
             finally:
                 with self._cond:
                     self._done += len(events)
+                    if oldest is not None:
+                        self.max_lag = max(self.max_lag, time.monotonic() - oldest)
                     self._cond.notify_all()
 
     def _write(self, events: list[dict[str, Any]]) -> None:
-        """All events in one transaction; if that fails, each on its own so one bad event loses no others."""
+        """The events in as few transactions as holding the write lock briefly allows (each commits after
+        `hold` seconds, so other writers get their turn in between); a transaction that fails is written again
+        event by event, so one bad event loses no others."""
+        while len(events) > 1:
+            done = self._write_some(events)
+            if done == 0:
+                break
+            events = events[done:]
+        if not events:
+            return
         try:
             with self.svc.unit(write=True) as repo:
                 for event in events:
@@ -155,6 +218,22 @@ class AuditLog:
                 return
         for event in events:
             self._write([event])
+
+    def _write_some(self, events: list[dict[str, Any]]) -> int:
+        """Write events from the start of `events` in one transaction for up to `hold` seconds; how many (0: the
+        transaction failed, nothing of it was written)."""
+        n = 0
+        try:
+            with self.svc.unit(write=True) as repo:
+                start = time.perf_counter()
+                for event in events:
+                    repo.write(dict(event, id=str(uuid.uuid4())), None, "POST")
+                    n += 1
+                    if n >= self.min_per_unit and time.perf_counter() - start >= self.hold:
+                        break
+        except Exception:  # noqa: BLE001 - written again one by one by _write
+            return 0
+        return n
 
     def access(self, ctx: AccessContext, action: str, rtype: str, refs: list[str], ok: bool,
                patients: Iterable[str] | None = None, named: Iterable[str] = ()) -> None:

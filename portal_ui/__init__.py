@@ -12,11 +12,11 @@ from flask import Flask
 
 from . import views, views_health, views_messages  # noqa: F401 - their routes join the portal blueprint
 from .blueprint import bp
-from .errors import register_error_pages
+from .errors import error_page, register_error_pages
 from .practice import console, views_admin  # noqa: F401 - the console's routes
 from .practice import views as practice_views
 
-__all__ = ["init_app", "register_error_pages"]
+__all__ = ["error_page", "init_app", "register_error_pages"]
 
 
 def init_app(app: Flask) -> None:

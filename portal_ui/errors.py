@@ -16,12 +16,14 @@ from .fhir_data import PortalError
 _TITLES = {400: "Something was wrong with that request", 403: "You cannot open this page",
            404: "Page not found", 405: "That action is not possible here", 409: "Someone else changed this meanwhile",
            413: "That file is too large", 422: "That could not be done",
-           500: "Something went wrong on our side"}
+           500: "Something went wrong on our side", 503: "CareSpace is busy right now"}
 _ADVICE = {400: "Go back, reload the page and try again.",
            403: "If you think you should have access, ask the patient or the practice.",
            404: "The page may have moved, or the link was mistyped. Start again from the Health page.",
            405: "Use the buttons on the page instead of typing the address.",
-           500: "Nothing was changed. Please try again in a few minutes; if it keeps happening, call the practice."}
+           500: "Nothing was changed. Please try again in a few minutes; if it keeps happening, call the practice.",
+           503: "Many people are using CareSpace at this moment and your request could not be finished. Nothing "
+                "was changed. Wait a few seconds, then try again (send the form again if you were filling one in)."}
 
 
 def error_page(status: int, message: str | None = None) -> tuple[str, int]:

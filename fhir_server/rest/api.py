@@ -49,6 +49,13 @@ def _http_error(err: HTTPException) -> Response:
 
 @bp.errorhandler(Exception)
 def _unexpected(err: Exception) -> Response:
+    unavailable = current_app.extensions.get("carespace.db_unavailable")  # the composition root's judgement
+    if unavailable is not None and unavailable(err):
+        current_app.logger.warning("database busy or unavailable: %s", str(err).splitlines()[0])
+        busy = FhirError("The server is busy; nothing was changed. Try again in a moment",
+                         headers={"Retry-After": str(current_app.config.get("RETRY_AFTER_S", 2))})
+        busy.status, busy.code = 503, "transient"
+        return error_response(busy)
     current_app.logger.exception("Unhandled error in FHIR API")
     return error_response(InternalError("An internal error occurred; nothing was changed"))
 

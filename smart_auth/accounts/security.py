@@ -102,6 +102,15 @@ def record_failure(dbs: Session, keys: list[tuple[str, int]], now: float) -> Non
             row.failures, row.window_start = 0, now
 
 
+def failures_on(dbs: Session, keys: list[tuple[str, int]]) -> bool:
+    """Whether any key has failures counted (a successful sign-in then clears the account's)."""
+    for key, _limit in keys:
+        row = dbs.get(LoginThrottle, key)
+        if row is not None and row.failures:
+            return True
+    return False
+
+
 def clear_failures(dbs: Session, email: str) -> None:
     row = dbs.get(LoginThrottle, f"email:{email.strip().lower()}"[:400])
     if row is not None:

@@ -225,20 +225,30 @@ class AccountService:
         keys = security.throttle_keys(email or "", ip)
         now = self.clock()
         user: User | None = None
-        with self.write() as repo:
-            dbs: Session = repo.s
+        failures = False
+        # the password is checked outside any write unit (argon2 takes tens of milliseconds, more under load,
+        # and a writer holds the database's write lock); the outcome is counted in a short writer afterwards,
+        # which looks at the locks again, so a burst of guesses still locks the account after the limit
+        with self.fhir.sessions() as dbs:
             minutes = security.locked_minutes(dbs, keys, now)
-            if minutes:
-                failed = "throttled"
-            else:
+            if not minutes:
                 user = self.user_by_email(dbs, email or "")
-                ok = verify_password(user.password_hash if user else None, password or "")
-                ok = ok and user is not None and user.status == "active" and (birth_date or "").strip() == user.birth_date
-                failed = "" if ok else "wrong credentials"
-                if failed:
-                    security.record_failure(dbs, keys, now)
-                elif not user or not user.totp_secret:
-                    security.clear_failures(dbs, email)
+                failures = security.failures_on(dbs, keys[:1])  # what a success clears
+        if minutes:
+            failed = "throttled"
+        else:
+            ok = verify_password(user.password_hash if user else None, password or "")
+            ok = ok and user is not None and user.status == "active" and (birth_date or "").strip() == user.birth_date
+            failed = "" if ok else "wrong credentials"
+            if failed or failures:
+                with self.write() as repo:
+                    minutes = security.locked_minutes(repo.s, keys, now)
+                    if minutes:
+                        failed = "throttled"
+                    elif failed:
+                        security.record_failure(repo.s, keys, now)
+                    elif not user or not user.totp_secret:
+                        security.clear_failures(repo.s, email)
         if failed:
             self.audit("login", user if failed != "throttled" else None, False, f"sign-in refused: {failed}",
                        display=(email or "")[:320])

@@ -13,7 +13,7 @@ from functools import wraps
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
-from flask import current_app, g, redirect, request, session
+from flask import current_app, g, has_request_context, redirect, request, session
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -36,10 +36,37 @@ class PatientChoice:
 
 
 def db() -> Session:
-    """A request-scoped SQLAlchemy session (closed at teardown by the composition root)."""
+    """A request-scoped SQLAlchemy session (closed at teardown by the composition root): a reader's until
+    write_phase() makes it a writer's."""
     if "auth_db" not in g:
         g.auth_db = current_app.extensions["carespace.sessions"]()
+        g.auth_db.info["writes"] = False
     return g.auth_db  # type: ignore[no-any-return]
+
+
+def write_phase() -> Session:
+    """The request session, from now on a writer's: call it where a unit that writes begins, before the reads
+    its writes depend on (is the code used? the refresh token live? the jti new?). The reading so far ends;
+    every later transaction of the session takes the database's write lock up front (BEGIN IMMEDIATE on
+    SQLite), so reading first and writing after cannot fail because another writer committed in between.
+    Until the request ends the session holds that lock in each transaction: no password hashing, network
+    calls or second write unit in between (security AuditEvents wait for the request's end: after_unit)."""
+    dbs = db()
+    if not dbs.info.get("writes"):
+        dbs.commit()  # the reads so far (nothing is pending); loaded objects stay usable (expire_on_commit off)
+        dbs.bind = current_app.extensions["carespace.write_sessions"].kw["bind"]
+        dbs.info["writes"] = True
+    return dbs
+
+
+def after_unit(record: Callable[[], None]) -> None:
+    """Run `record` now, or, when this request's writer session is inside a transaction (it holds the write
+    lock), once the request ends: another write unit opened now would wait for this one until it times out."""
+    dbs = g.get("auth_db") if has_request_context() else None
+    if dbs is not None and dbs.info.get("writes") and dbs.in_transaction():
+        g.setdefault("audit_after_unit", []).append(record)
+        return
+    record()
 
 
 def login_user(user: User) -> None:

@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request
 
-from smart_auth.accounts.session import current_user, db, login_required, selected_patient
+from smart_auth.accounts.session import current_user, db, login_required, selected_patient, write_phase
 
 from . import repository as repo
 from .scopes import describe, split
@@ -55,7 +55,7 @@ def _existing_patient(patient_id: str) -> str | None:
 def revoke(grant_id: int) -> Any:
     user = current_user()
     assert user is not None
-    grant = revoke_app(db(), user.id, grant_id)
+    grant = revoke_app(write_phase(), user.id, grant_id)
     db().commit()
     if grant is not None:
         client = repo.client(db(), grant.client_id)
@@ -78,7 +78,7 @@ def launch() -> Any:
         flash("That app cannot be launched from here (is the patient ID right?).", "error")
         return redirect("/apps")
     encounter_id = latest_encounter(current_app.extensions["fhir_service"], patient_id)
-    handle = create_launch(db(), user.id, client.client_id, patient_id, encounter_id)
+    handle = create_launch(write_phase(), user.id, client.client_id, patient_id, encounter_id)
     db().commit()
     sep = "&" if "?" in client.launch_uri else "?"
     query = urlencode({"iss": current_app.config["FHIR_BASE_URL"], "launch": handle})

@@ -12,7 +12,15 @@ from authlib.oauth2.rfc6749 import AccessDeniedError, InvalidRequestError
 from flask import Blueprint, Response, current_app, redirect, render_template, request, session
 
 from smart_auth.accounts.models import User
-from smart_auth.accounts.session import PatientChoice, current_user, db, fhir_user_ref, login_required, patients_for
+from smart_auth.accounts.session import (
+    PatientChoice,
+    current_user,
+    db,
+    fhir_user_ref,
+    login_required,
+    patients_for,
+    write_phase,
+)
 
 from . import repository as repo
 from .scopes import (
@@ -78,7 +86,7 @@ def _offer(user: User, client_id: str, requested: list[str], params: dict[str, s
 def _approve(req: StoredRequest, grant: Any, user: User, offer: Offer, choice: PatientChoice | None,
              granted: list[str]) -> Any:
     patient_id = choice.patient_id if choice is not None and offer.needs_patient else None
-    remembered = remember_consent(db(), user.id, req.client.row.client_id, patient_id, offer.requested, granted)
+    remembered = remember_consent(write_phase(), user.id, req.client.row.client_id, patient_id, offer.requested, granted)
     db().commit()
     req.decision = {"scope": " ".join(granted), "patient_id": patient_id,
                     "fhir_user": fhir_user_ref(user, choice), "ehr_launch": offer.ehr_launch,

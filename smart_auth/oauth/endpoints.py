@@ -11,7 +11,7 @@ from authlib.oauth2.rfc7591.errors import InvalidClientMetadataError
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from flask import current_app
 
-from smart_auth.accounts.session import db
+from smart_auth.accounts.session import db, write_phase
 
 from . import repository as repo
 from .server import AUTH_METHODS, Client, Token, hooks
@@ -76,6 +76,7 @@ class Revocation(RevocationEndpoint):
     CLIENT_AUTH_METHODS = AUTH_METHODS
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> Token | None:
+        write_phase()  # the token is found and revoked by one writer
         return _find(token_string, token_type_hint)
 
     def revoke_token(self, token: Token, request: Any) -> None:
@@ -106,7 +107,7 @@ class Registration(ClientRegistrationEndpoint):
         if method != "none":
             raise InvalidClientMetadataError("Only public apps (token_endpoint_auth_method none) may self-register")
         try:
-            new = register_client(db(), name=str(client_metadata.get("client_name") or "Unnamed app"),
+            new = register_client(write_phase(), name=str(client_metadata.get("client_name") or "Unnamed app"),
                                   redirect_uris=list(client_metadata.get("redirect_uris") or []),
                                   scope=str(client_metadata.get("scope") or ""), kind="public",
                                   launch_uri=client_metadata.get("initiate_login_uri"), dynamic=True)

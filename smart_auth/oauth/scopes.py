@@ -1,7 +1,7 @@
 """SMART scope handling for the authorization server: what a client may ask for, plain-words
 descriptions for the consent page, and the user's choices (limited access, category sub-scopes).
 
-Enforcement of granted scopes is fhir_server.access; this module only decides what is granted.
+Enforcement of granted scopes is fhir_server.access (the guard); this module only decides what is granted.
 """
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ from flask import Flask, current_app
 from flask import request as flask_request
 
 from smart_auth.accounts.models import User
-from smart_auth.accounts.session import db
+from smart_auth.accounts.session import db, write_phase
 
 from . import repository as repo
 from .adapters import Client, Code, FlaskRequest, StoredRequest, Token
@@ -84,7 +84,7 @@ class CodeGrant(grants.AuthorizationCodeGrant):
         db().commit()
 
     def query_authorization_code(self, code: str, client: Client) -> Code | None:
-        row = repo.code(db(), code)
+        row = repo.code(write_phase(), code)  # used at most once: looked up by the writer that marks it used
         if row is None or row.client_id != client.row.client_id:
             return None
         if row.used:  # RFC 6749 4.1.2: a replayed code revokes what it issued
@@ -128,7 +128,7 @@ class RefreshGrant(grants.RefreshTokenGrant):
             raise InvalidScopeError(description="A refresh cannot widen the granted scopes")
 
     def authenticate_refresh_token(self, refresh_token: str) -> Token | None:
-        row = repo.token_by_refresh(db(), refresh_token) if refresh_token else None
+        row = repo.token_by_refresh(write_phase(), refresh_token) if refresh_token else None  # rotated once
         if row is None:
             return None
         token = Token(row, "refresh_token")

@@ -3,13 +3,15 @@ consent memory, EHR launch handles (patient, encounter) and revocation.  Raises 
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, or_, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from fhir_server import AccessContext, parse_scope
@@ -21,6 +23,7 @@ from .models import AppGrant, EncounterContext, LaunchContext, OAuthClient
 from .scopes import split
 from .token_cache import CHANGES, TokenCache
 
+log = logging.getLogger("carespace.oauth")
 PatientIds = Callable[[Session, User], list[str]]
 LAUNCH_TTL_S = 3600
 
@@ -136,10 +139,23 @@ def _context(row: Any, fhir_base: str, dbs: Session | None, patient_ids: Patient
             if grant is None or grant.revoked_at is not None:
                 raise InvalidToken("The app's access was revoked")
             if grant.last_used_at is None or grant.last_used_at < t - 60:
-                grant.last_used_at = t
-                dbs.commit()
+                _touch(dbs, grant.id, t)
     return AccessContext.from_scopes(split(row.scope), patient_id=row.patient_id, user=row.fhir_user,
                                      client_id=row.client_id, user_patient_ids=user_ids)
+
+
+def _touch(dbs: Session, grant_id: int, t: int) -> None:
+    """Record the app's last use (at most once a minute) in its own short write, never in the caller's read
+    (a read that then writes can fail on SQLite), and without failing the request it serves."""
+    try:
+        engine = dbs.get_bind()
+        assert isinstance(engine, Engine)
+        with engine.execution_options(write=True).begin() as conn:
+            conn.execute(update(AppGrant).where(
+                AppGrant.id == grant_id, or_(AppGrant.last_used_at.is_(None), AppGrant.last_used_at < t - 60))
+                .values(last_used_at=t))
+    except SQLAlchemyError as exc:
+        log.warning("could not record the last use of app grant %s: %s", grant_id, str(exc).splitlines()[0])
 
 
 def active_patient_ids(dbs: Session, user: User) -> list[str]:

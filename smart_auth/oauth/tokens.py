@@ -8,7 +8,7 @@ from flask import Flask
 
 from fhir_server import audit_event
 from smart_auth.accounts.models import User
-from smart_auth.accounts.session import db
+from smart_auth.accounts.session import after_unit, db, write_phase
 
 from . import repository as repo
 from .discovery import endpoints
@@ -25,9 +25,10 @@ def make_audit(app: Flask) -> Any:
 
     def audit(event: str, client_id: str | None, patient_id: str | None, detail: str, ok: bool,
               agent_ref: str | None = None) -> None:
-        app.extensions["audit_log"].record(audit_event(
+        record = audit_event(
             action=event, subtype=event, agent_ref=agent_ref, agent_display=agent_ref or f"app {client_id}",
-            patient_id=patient_id, entities=[], ok=ok, kind="security", client_id=client_id, detail=detail))
+            patient_id=patient_id, entities=[], ok=ok, kind="security", client_id=client_id, detail=detail)
+        after_unit(lambda: app.extensions["audit_log"].record(record))
 
     return audit
 
@@ -55,7 +56,7 @@ def make_save(app: Flask, key: ServerKey) -> Any:
             o = request.refresh_token.row
             src.update(user_id=o.user_id, patient_id=o.patient_id, fhir_user=o.fhir_user, code_id=o.code_id,
                        app_grant_id=o.app_grant_id, ehr_launch=o.ehr_launch)
-        user = db().get(User, src["user_id"]) if src["user_id"] else None
+        user = write_phase().get(User, src["user_id"]) if src["user_id"] else None
         encounter = repo.encounter_of(db(), code_id=src["code_id"]) if src["patient_id"] else None
         sub = str(user.id) if user is not None and "openid" in scopes else None
         rt = token.get("refresh_token")

@@ -6,10 +6,11 @@ import logging
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from werkzeug.exceptions import HTTPException
 
 from fhir_server import AccessContext, HeaderResolver, Unauthorized
 from smart_auth.accounts.models import PatientAccess, User
-from smart_auth.accounts.session import db
+from smart_auth.accounts.session import db, write_phase
 
 from . import repository as repo
 from .client_auth import private_key_jwt
@@ -37,6 +38,31 @@ def server() -> SmartServer:
 def _json(doc: dict[str, Any]) -> Response:
     resp = jsonify(doc)
     resp.headers["Cache-Control"] = "public, max-age=300"
+    return resp
+
+
+@bp.errorhandler(Exception)
+def _oauth_error(err: Exception) -> Response:
+    """The OAuth endpoints answer RFC 6749 JSON whatever happens: 503 temporarily_unavailable with Retry-After
+    when the database is busy or unreachable, server_error otherwise (never an HTML page)."""
+    if isinstance(err, HTTPException):
+        resp = jsonify(error="invalid_request", error_description=err.description or err.name)
+        resp.status_code = err.code or 400
+        return resp
+    unavailable = current_app.extensions.get("carespace.db_unavailable")
+    if unavailable is not None and unavailable(err):
+        log.warning("database busy or unavailable on %s: %s", request.path, str(err).splitlines()[0])
+        resp = jsonify(error="temporarily_unavailable",
+                       error_description="The authorization server is busy; nothing was issued or changed. "
+                                         "Try again in a moment.")
+        resp.status_code = 503
+        resp.headers["Retry-After"] = str(current_app.config.get("RETRY_AFTER_S", 2))
+    else:
+        log.exception("Unhandled error on %s", request.path)
+        resp = jsonify(error="server_error", error_description="An internal error occurred; nothing was issued.")
+        resp.status_code = 500
+    resp.headers["Cache-Control"] = "no-store"
+    resp.headers["Pragma"] = "no-cache"
     return resp
 
 
@@ -131,7 +157,7 @@ def bearer_resolver(app: Flask) -> HeaderResolver:
 
 def _revocation_hooks(app: Flask) -> None:
     """Revoking a proxy or resetting a password kills that person's app tokens at once."""
-    sessions = app.extensions["carespace.sessions"]
+    sessions = app.extensions["carespace.write_sessions"]
 
     def on_access_revoked(user_id: int, patient_id: str) -> None:
         try:
@@ -180,7 +206,7 @@ def init_app(app: Flask) -> None:
     app.extensions["smart.hooks"] = Hooks(make_save(app, key), audit)
 
     def use_jti(client_id: str, jti: str, exp: int) -> bool:
-        ok = repo.use_jti(db(), client_id, jti, exp)
+        ok = repo.use_jti(write_phase(), client_id, jti, exp)
         db().commit()
         return ok
 
