@@ -199,7 +199,7 @@ def phone_page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
 @pytest.fixture
 def smart(app: Any, client: Any) -> Any:
     """SMART driver (tests/functional/test_smart_helpers.py): users, apps, authorize -> consent -> token."""
-    from tests.functional.test_smart_helpers import Smart
+    from tests.support.smart import Smart
     return Smart(app, client)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,24 +12,14 @@ import pytest
 
 from carespace import close_app
 from carespace.demo_clinical import add_clinical_demo
-from tests.conftest import ARTIFACTS, ROOT, LiveServer, make_app
+from tests.conftest import ARTIFACTS, LiveServer, make_app
 from tests.support import portal_data as pd
+from tests.support.browser import check_page
 from tests.support.data import synthea_dir
 
 pytestmark = pytest.mark.e2e
-AXE_DIR = ROOT / ".tmp" / "axe"
-AXE_JS = AXE_DIR / "node_modules" / "axe-core" / "axe.min.js"
 SYNTHEA_FILE = "Frank_McDermott_e4b360e5-2fcb-44e7-8388-bc2281f27ee9.json"
 BIRTH = "1980-02-29"
-
-
-@pytest.fixture(scope="session")
-def axe_js() -> Path:
-    """axe-core from npm, installed once into .tmp/axe (not part of the repository)."""
-    if not AXE_JS.exists():
-        subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--prefix", str(AXE_DIR), "axe-core@4"],
-                       check=True, capture_output=True, timeout=300)
-    return AXE_JS
 
 
 @pytest.fixture(scope="module")
@@ -77,22 +66,6 @@ def sign_in(pg: Any, portal: dict[str, Any], target: str = "/health") -> None:
                                  "url": url}])
         pg.goto(url + target)
     pg.wait_for_url(re.compile(re.escape(url + target)))
-
-
-def check_page(pg: Any, axe_js: Path, name: str) -> None:
-    """No serious or critical axe violation, no horizontal scrolling, and a screenshot."""
-    pg.add_script_tag(path=str(axe_js))
-    result = pg.evaluate("""async () => { const r = await axe.run(document, {
-        runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice']},
-        iframes: false});
-      return r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
-                                     nodes: v.nodes.slice(0, 3).map(n => n.target.join(' '))})); }""")
-    bad = [v for v in result if v["impact"] in ("serious", "critical")]
-    assert not bad, json.dumps(bad, indent=1)
-    width = pg.viewport_size["width"]
-    assert pg.evaluate("document.documentElement.scrollWidth") <= width, f"{name} scrolls sideways at {width}px"
-    ARTIFACTS.mkdir(exist_ok=True)
-    pg.screenshot(path=str(ARTIFACTS / f"portal-{name}-{pg.viewport_kind}.png"), full_page=True)
 
 
 def test_health_labs_history_and_documents(view: Any, portal: dict[str, Any], axe_js: Path) -> None:

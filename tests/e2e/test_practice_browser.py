@@ -14,10 +14,7 @@ import pytest
 
 from carespace.demo_clinical import _pdf
 from tests.conftest import LiveServer
-from tests.e2e import test_portal_browser as portal_browser
-
-check_page = portal_browser.check_page
-axe_js = portal_browser.axe_js  # the session fixture that installs axe-core from npm into .tmp/axe
+from tests.support.browser import check_page
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "CareSpace-Demo1!"

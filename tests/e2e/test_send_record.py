@@ -20,8 +20,8 @@ from jwcrypto import jwa, jwe, jwk
 
 from carespace import close_app
 from tests.conftest import make_app, synthea_files
-from tests.functional.test_bundles_synthea import expected
 from tests.support import synthea as sy
+from tests.support.synthea import expected
 
 pytestmark = pytest.mark.e2e
 PATIENT = "Fletcher_Hyatt"  # imaging studies on both sides of the range

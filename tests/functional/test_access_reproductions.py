@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from fhir_server.access.context import AccessContext
-from tests.functional.test_smart_helpers import REDIRECT
 from tests.support import access_world as aw
 from tests.support.fhirapi import matches, ok
+from tests.support.smart import REDIRECT
 
 CRUDS = "launch/patient openid fhirUser patient/*.cruds"
 

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from fhir_server.access.context import AccessContext
 from smart_auth.accounts import security
 from smart_auth.accounts.models import AuthToken, PatientAccess, User
-from tests.functional.test_accounts_support import (
+from tests.support.accounts import (
     PASSWORD,
     invite,
     last_link,

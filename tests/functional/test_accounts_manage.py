@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from fhir_server.access.context import AccessContext
 from smart_auth.accounts.models import PatientAccess
-from tests.functional.test_accounts_support import (
+from tests.support.accounts import (
     PASSWORD,
     last_link,
     login,

@@ -3,7 +3,6 @@ computed from the Synthea JSON files, never from the server), on both backends."
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -12,42 +11,10 @@ from fhirclient.models.bundle import Bundle
 from bundles import builder
 from fhir_server.access.context import AccessContext
 from tests.support import synthea as sy
+from tests.support.synthea import expected
 
-# The care date of each Synthea type, from the R4 definition of its date search parameter
-# ($everything start/end: "care dates, not record currency dates"). Goal (no startDate in Synthea)
-# and Patient have none: a record without a care date is always sent.
-CARE_DATE: dict[str, list[str]] = {**sy.CLINICAL_DATE, "Claim": ["created"], "ExplanationOfBenefit": ["created"],
-                                   "CarePlan": ["period"], "ImagingStudy": ["started"],
-                                   "Condition": ["onsetDateTime", "onsetPeriod", "recordedDate"]}
 RANGES = [("1990-01-01", "1994-12-31"), ("2010-01-01", "2014-12-31"), ("2016-03-01", "2019-06-30"),
           ("1900-01-01", "2100-12-31")]
-FAR = datetime(9999, 12, 31, tzinfo=UTC)
-
-
-def care_interval(resource: dict[str, Any]) -> tuple[datetime, datetime] | None:
-    for key in CARE_DATE.get(resource["resourceType"], []):
-        value = resource.get(key)
-        if isinstance(value, str):
-            return sy.instant(value)
-        if isinstance(value, dict) and (value.get("start") or value.get("end")):
-            low = sy.instant(value["start"])[0] if value.get("start") else datetime.min.replace(tzinfo=UTC)
-            high = sy.instant(value["end"])[1] if value.get("end") else FAR
-            return low, high
-    return None
-
-
-def expected(p: sy.PatientBundle, start: str, end: str) -> list[dict[str, Any]]:
-    """Compartment members whose care interval meets [start, end] (or that have none), plus what they
-    reference outside any compartment (the practice's Organization and Practitioner)."""
-    lo = datetime.fromisoformat(start).replace(tzinfo=UTC)
-    hi = datetime.fromisoformat(end).replace(tzinfo=UTC) + timedelta(days=1)
-    members = []
-    for r in p.compartment():
-        span = care_interval(r)
-        if span is None or (span[0] < hi and span[1] > lo):
-            members.append(r)
-    return members + p.referenced_outside(members)
-
 
 def patient_id(app: Any, p: sy.PatientBundle) -> str:
     _, page = app.extensions["fhir_service"].search(AccessContext.system("t"), "Patient",

@@ -16,9 +16,8 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from tests.functional.test_accounts_support import login, patient_user, post
-from tests.functional.test_smart_clients import ATYPE, assertion, keypair
-from tests.functional.test_smart_helpers import Smart, basic, query
+from tests.support.accounts import login, patient_user, post
+from tests.support.smart import ATYPE, Smart, assertion, basic, keypair, query
 
 SECONDS = 4.0
 

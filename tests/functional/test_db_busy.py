@@ -16,8 +16,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from carespace import db
 from fhir_server.audit import AuditBacklog, AuditLog
-from tests.functional.test_accounts_support import csrf, patient_user
-from tests.functional.test_smart_helpers import Smart, basic
+from tests.support.accounts import csrf, patient_user
+from tests.support.smart import Smart, basic
 
 
 def locked(*_a: Any, **_k: Any) -> None:

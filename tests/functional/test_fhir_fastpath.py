@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tests.functional.test_smart_enforcement import _two_patients
+from tests.support.smart import two_patients
 
 COMPARED = ("Content-Type", "Content-Length", "ETag", "Last-Modified", "Location", "Set-Cookie",
             "WWW-Authenticate", "Access-Control-Allow-Origin")
@@ -40,7 +40,7 @@ def _same(fast: Any, slow: Any) -> None:
 
 
 def test_plain_read_is_answered_before_flask_with_identical_bytes_and_headers(smart: Any) -> None:
-    mine, _other, own_obs, _, at = _two_patients(smart)
+    mine, _other, own_obs, _, at = two_patients(smart)
     seen = _flask_seen(smart.app)
     fast, slow = _both(smart, f"Observation/{own_obs}", at)
     assert fast.status_code == 200 and json.loads(fast.get_data())["id"] == own_obs
@@ -50,7 +50,7 @@ def test_plain_read_is_answered_before_flask_with_identical_bytes_and_headers(sm
 
 
 def test_failing_reads_fall_through_to_flask_errors(smart: Any) -> None:
-    mine, other, own_obs, other_obs, at = _two_patients(smart)
+    mine, other, own_obs, other_obs, at = two_patients(smart)
     seen = _flask_seen(smart.app)
     cases = [(f"Observation/{other_obs}", at, 404), ("Observation/nope", at, 404), (f"Observation/{own_obs}", None, 401),
              (f"Observation/{own_obs}", "not-a-token", 401), ("NotAType/1", at, 404)]
@@ -67,7 +67,7 @@ def test_failing_reads_fall_through_to_flask_errors(smart: Any) -> None:
 
 
 def test_requests_that_change_the_answer_go_to_flask(smart: Any) -> None:
-    mine, _other, own_obs, _, at = _two_patients(smart)
+    mine, _other, own_obs, _, at = two_patients(smart)
     etag = smart.get(f"Observation/{own_obs}", at).headers["ETag"]
     seen = _flask_seen(smart.app)
     r = smart.get(f"Observation/{own_obs}", at, headers={"If-None-Match": etag})
@@ -81,7 +81,7 @@ def test_requests_that_change_the_answer_go_to_flask(smart: Any) -> None:
 
 
 def test_a_bad_token_is_audited_once_and_each_read_once(smart: Any) -> None:
-    mine, _other, own_obs, _, at = _two_patients(smart)
+    mine, _other, own_obs, _, at = two_patients(smart)
 
     def events(code: str) -> int:
         _, page = smart.fhir.search(smart.sys, "AuditEvent", [("subtype", code), ("_count", "500")])

@@ -19,7 +19,7 @@ from sqlalchemy import Column, Integer, MetaData, Table, inspect, select
 
 from carespace import close_app, create_app, db, migrations
 from tests.conftest import _new_db_url
-from tests.functional.test_accounts_support import login
+from tests.support.accounts import login
 from tests.support.data import DATA
 from tests.support.postgres import Cluster, _bin
 

@@ -10,9 +10,9 @@ from sqlalchemy import select
 from smart_auth.accounts import staff as staff_admin
 from smart_auth.accounts.models import User
 from smart_auth.oauth.models import OAuthClient
-from tests.functional.test_accounts_support import last_link, token_of
 from tests.support import portal_data as pd
 from tests.support import practice as pr
+from tests.support.accounts import last_link, token_of
 
 ADMIN_PAGES = ["/practice/admin", "/practice/admin/apps", "/practice/admin/audit"]
 

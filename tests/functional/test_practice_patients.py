@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from tests.functional.test_accounts_support import last_link, token_of
 from tests.support import portal_data as pd
 from tests.support import practice as pr
+from tests.support.accounts import last_link, token_of
 
 
 @pytest.fixture

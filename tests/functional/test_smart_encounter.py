@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from tests.functional.test_smart_helpers import FHIR_BASE, basic, query
+from tests.support.smart import FHIR_BASE, basic, query
 
 LAUNCH_URI = "https://app.example.org/launch"
 

@@ -9,7 +9,7 @@ from sqlalchemy import text, update
 
 from smart_auth.accounts.models import PatientAccess, User
 from smart_auth.oauth.token_cache import CHANGES
-from tests.functional.test_smart_helpers import basic
+from tests.support.smart import basic
 
 SCOPE = "launch/patient openid fhirUser offline_access patient/*.rs"
 

@@ -214,3 +214,37 @@ def server_fingerprint(resource: dict[str, Any]) -> str:
 
 def bundle_fingerprints(p: PatientBundle, resources: list[dict[str, Any]]) -> Counter[str]:
     return Counter(fingerprint(r, p.type_of) for r in resources)
+
+
+# The care date of each Synthea type, from the R4 definition of its date search parameter
+# ($everything start/end: "care dates, not record currency dates"). Goal (no startDate in Synthea)
+# and Patient have none: a record without a care date is always sent.
+CARE_DATE: dict[str, list[str]] = {**CLINICAL_DATE, "Claim": ["created"], "ExplanationOfBenefit": ["created"],
+                                   "CarePlan": ["period"], "ImagingStudy": ["started"],
+                                   "Condition": ["onsetDateTime", "onsetPeriod", "recordedDate"]}
+FAR = datetime(9999, 12, 31, tzinfo=UTC)
+
+
+def care_interval(resource: dict[str, Any]) -> tuple[datetime, datetime] | None:
+    for key in CARE_DATE.get(resource["resourceType"], []):
+        value = resource.get(key)
+        if isinstance(value, str):
+            return instant(value)
+        if isinstance(value, dict) and (value.get("start") or value.get("end")):
+            low = instant(value["start"])[0] if value.get("start") else datetime.min.replace(tzinfo=UTC)
+            high = instant(value["end"])[1] if value.get("end") else FAR
+            return low, high
+    return None
+
+
+def expected(p: PatientBundle, start: str, end: str) -> list[dict[str, Any]]:
+    """Compartment members whose care interval meets [start, end] (or that have none), plus what they
+    reference outside any compartment (the practice's Organization and Practitioner)."""
+    lo = datetime.fromisoformat(start).replace(tzinfo=UTC)
+    hi = datetime.fromisoformat(end).replace(tzinfo=UTC) + timedelta(days=1)
+    members = []
+    for r in p.compartment():
+        span = care_interval(r)
+        if span is None or (span[0] < hi and span[1] > lo):
+            members.append(r)
+    return members + p.referenced_outside(members)

@@ -22,8 +22,8 @@ def fill(url: str, folder: Path) -> None:
     """Make the schema and the rows with the release's own code paths."""
     from carespace import close_app, create_app, db
     from smart_auth.accounts.demo import load_demo
-    from tests.functional.test_smart_helpers import Smart
     from tests.support import portal_data as pd
+    from tests.support.smart import Smart
 
     app = create_app({"INSTANCE_DIR": str(folder), "DATABASE_URL": url, "BASE_URL": "http://localhost",
                       "SECRET_KEY": "fixture", "MAIL_WORKER": False, "TESTING": True})

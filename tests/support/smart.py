@@ -5,9 +5,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
+import time
 import uuid
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
+
+from joserfc import jwk, jwt
 
 from fhir_server.access.context import AccessContext
 
@@ -163,3 +166,33 @@ class Smart:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         headers.update(kw.pop("headers", {}))
         return self.client.get(f"/fhir/{path}", headers=headers, **kw)
+
+
+# ---- private_key_jwt client assertions (SMART Backend Services, RFC 7523) ----
+ATYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+
+def keypair(alg: str) -> tuple[Any, dict[str, Any]]:
+    key = jwk.RSAKey.generate_key(2048, private=True) if alg == "RS384" else jwk.ECKey.generate_key("P-384",
+                                                                                                    private=True)
+    kid = secrets.token_hex(8)
+    public = dict(key.as_dict(private=False), kid=kid, alg=alg, key_ops=["verify"])
+    key.kid_for_test = kid  # type: ignore[attr-defined]
+    return key, {"keys": [public]}
+
+
+def assertion(client_id: str, key: Any, alg: str, *, exp: int = 240, jti: str | None = None, aud: str = TOKEN_URL,
+              iss: str | None = None, header: dict[str, Any] | None = None) -> str:
+    now = int(time.time())
+    claims = {"iss": iss or client_id, "sub": client_id, "aud": aud, "exp": now + exp,
+              "jti": jti or secrets.token_hex(32)}
+    return jwt.encode({"alg": alg, "kid": key.kid_for_test, "typ": "JWT", **(header or {})}, claims, key,
+                      algorithms=[alg])
+
+
+def two_patients(smart: "Smart", scope: str = DEFAULT_SCOPE) -> tuple[str, str, str, str, str]:
+    """Two patients with an Observation each, and an access token of the first one's app."""
+    mine, other = smart.patient("Mine"), smart.patient("Other")
+    own_obs, other_obs = smart.observation(mine), smart.observation(other)
+    tok = smart.launch(smart.user(mine), scope)
+    return mine, other, own_obs, other_obs, tok["access_token"]
