@@ -47,7 +47,7 @@ def _invite_patient(args: argparse.Namespace) -> int:
                            "or --email, --birth-date and --name")
     app = _app()
     try:
-        r = app.extensions["accounts"].invite_patient(patient_id=args.patient_id, email=args.email,
+        r = app.extensions["accounts"].invitations.invite_patient(patient_id=args.patient_id, email=args.email,
                                                       birth_date=args.birth_date, name=args.name)
     except AccountError as exc:
         raise CommandError(exc.message) from None
@@ -63,7 +63,7 @@ def _invite_staff(args: argparse.Namespace) -> int:
     from smart_auth.accounts.errors import AccountError
     app = _app()
     try:
-        r = app.extensions["accounts"].invite_staff(args.email, args.name, args.birth_date)
+        r = app.extensions["accounts"].invitations.invite_staff(args.email, args.name, args.birth_date)
         if args.admin:
             from smart_auth.accounts.models import User
             from smart_auth.accounts.staff import make_admin

@@ -44,13 +44,13 @@ from .rules.messages import CATEGORY_SYSTEM, MAX_MESSAGE_CHARS, MAX_SUBJECT_CHAR
 from .service import FhirService
 from .storage.hot_select import HotSelect
 from .storage.models import Base as FhirBase
-from .stored import Stored, WriteResult
+from .stored import Stored, UnitOfWork, WriteResult
 
 __all__ = [
     "AccessContext", "AuditLog", "BadRequest", "CATEGORY_SYSTEM", "Conflict", "EverythingPage", "EverythingRequest",
     "FhirBase", "FhirError", "FhirService", "Forbidden", "Gone", "HeaderResolver", "HotSelect", "InternalError",
     "MAX_MESSAGE_CHARS", "MAX_SUBJECT_CHARS", "MethodNotAllowed", "NotFound", "PATIENT_CATEGORIES",
     "PayloadTooLarge", "PreconditionFailed", "ScopeGrant", "Stored", "Unauthorized", "UnsupportedMediaType",
-    "Unprocessable", "WriteResult", "audit_event", "capability_statement", "concept_text", "error_response",
+    "Unprocessable", "UnitOfWork", "WriteResult", "audit_event", "capability_statement", "concept_text", "error_response",
     "for_status", "human_name", "now_instant", "parse_scope", "register_api", "validate_resource",
 ]

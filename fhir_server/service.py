@@ -27,7 +27,7 @@ from .search.parse import SearchRequest, parse
 from .storage.indexing import Extractor, split_reference
 from .storage.models import ResourceRow, ResourceVersion
 from .storage.repository import CurrentText, Repository, read_current_text
-from .stored import Stored, WriteResult
+from .stored import Stored, UnitOfWork, WriteResult
 
 # (caller, action, type, resources touched, succeeded, the patients they belong to when the caller knows them,
 #  patients the request named)
@@ -62,6 +62,12 @@ class FhirService:
             except BaseException:
                 session.rollback()
                 raise
+
+    @contextmanager
+    def transaction(self, write: bool = True) -> Iterator[UnitOfWork]:
+        """A unit of work for other packages: their rows and FHIR writes in one database transaction."""
+        with self.unit(write=write) as repo:
+            yield UnitOfWork(repo.s, repo)
 
     def record_access(self, ctx: AccessContext, action: str, rtype: str, refs: list[str], ok: bool = True,
                       patients: Iterable[str] | None = None, named: Iterable[str] = ()) -> None:

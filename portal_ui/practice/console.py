@@ -9,6 +9,7 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 
 from fhir_server import MAX_MESSAGE_CHARS, MAX_SUBJECT_CHARS, PATIENT_CATEGORIES, AccessContext
 from smart_auth.accounts import session as auth
+from smart_auth.accounts.service import Accounts
 
 from ..fhir_data import PortalError
 
@@ -53,5 +54,6 @@ def page(template: str, http_status: int = 200, **ctx: Any) -> tuple[str, int]:
     return render_template(f"practice/{template}.html", active_tab=ctx.pop("tab", None), **ctx), http_status
 
 
-def accounts() -> Any:
-    return current_app.extensions["accounts"]
+def accounts() -> Accounts:
+    """The account services the composition root installed."""
+    return current_app.extensions["accounts"]  # type: ignore[no-any-return]

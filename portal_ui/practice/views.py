@@ -78,7 +78,7 @@ def invite(pid: str) -> Any:
     s = staff()
     patients.get(fhir(), s.ctx, pid)
     try:
-        r = accounts().invite_patient(patient_id=pid, by=s.author)
+        r = accounts().invitations.invite_patient(patient_id=pid, by=s.author)
     except AccountError as err:
         return _patient_page(pid, 422, invite_error=err.message)
     flash(f"{'A new invite was sent' if r.resent else 'The invite was sent'} to {r.email}; the link is valid for "

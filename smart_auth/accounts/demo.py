@@ -119,8 +119,8 @@ def load_demo(fhir: Any) -> list[DemoLogin]:
                                 "telecom": [{"system": "email", "value": p_email}], "birthDate": p_birth,
                                 "period": {"start": dt.date.today().isoformat()}}, "proxy-jordan-morgan")
     logins: list[DemoLogin] = []
-    with fhir.unit(write=True) as repo:
-        dbs: Session = repo.s
+    with fhir.transaction() as uow:
+        dbs: Session = uow.session
         staff = _user(dbs, STAFF[2], STAFF[0], STAFF[1], "staff", f"Practitioner/{doc}")
         logins.append(DemoLogin(STAFF[0], staff.email, DEMO_PASSWORD, staff.birth_date,
                                 "practice staff (administrator)"))
@@ -161,8 +161,8 @@ def _unregistered(fhir: Any) -> None:
             "telecom": [{"system": "email", "value": email}]}, key)
         if state == "not-invited":
             continue
-        with fhir.unit(write=True) as repo:
-            dbs: Session = repo.s
+        with fhir.transaction() as uow:
+            dbs: Session = uow.session
             user = dbs.execute(select(User).where(User.email == email)).scalar_one_or_none()
             if user is None:
                 user = User(email=email, name=f"{given} {family}", birth_date=birth, role="patient", status="invited",

@@ -8,12 +8,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from fhir_server import AccessContext, FhirError, validate_resource
+from fhir_server import AccessContext, FhirError, UnitOfWork, validate_resource
 
+from .core import AccountCore, check_date, normalize_email
 from .errors import InputError, NotAllowed
 from .models import PatientAccess, User, utcnow
-from .recovery import Recovery
-from .service import check_date, normalize_email
 
 SYSTEM = AccessContext.system("accounts")
 
@@ -59,8 +58,11 @@ def _human_name(full: str) -> dict[str, Any]:
     return {"text": full, "family": parts[-1], "given": parts[:-1] or parts}
 
 
-class Invitations(Recovery):
+class Invitations:
     """The practice side (invite patients and staff) and the patient side (Manage Users)."""
+
+    def __init__(self, core: AccountCore) -> None:
+        self.core = core
 
     # ---- practice ---------------------------------------------------------------------------------
     def invite_patient(self, *, patient_id: str | None = None, email: str | None = None,
@@ -74,7 +76,7 @@ class Invitations(Recovery):
         body: dict[str, Any] | None = None
         if patient_id:
             try:
-                patient = self.fhir.read(SYSTEM, "Patient", patient_id).json()
+                patient = self.core.fhir.read(SYSTEM, "Patient", patient_id).json()
             except FhirError:
                 raise InputError(f"there is no Patient with id {patient_id}") from None
             email = normalize_email(email or _email_of(patient) or "") if (email or _email_of(patient)) else None
@@ -88,12 +90,12 @@ class Invitations(Recovery):
             if not (email and birth_date and name and name.strip()):
                 raise InputError("give --patient-id ID, or --email, --birth-date and --name together")
             email, birth_date, name = normalize_email(email), check_date(birth_date), name.strip()
-            with self.fhir.sessions() as lookup:
-                user = self.user_by_email(lookup, email)
+            with self.core.fhir.sessions() as lookup:
+                user = self.core.user_by_email(lookup, email)
             if user is not None and (user.fhir_user or "").startswith("Patient/"):
                 patient_id = (user.fhir_user or "").split("/", 1)[1]
             else:
-                _req, page = self.fhir.search(SYSTEM, "Patient", [("email", email), ("birthdate", birth_date)])
+                _req, page = self.core.fhir.search(SYSTEM, "Patient", [("email", email), ("birthdate", birth_date)])
                 ids = [fid for _t, fid, _v in page.matches]
                 if len(ids) == 1:
                     patient_id = ids[0]
@@ -101,14 +103,14 @@ class Invitations(Recovery):
                     body = {"resourceType": "Patient", "active": True, "name": [_human_name(name)],
                             "birthDate": birth_date, "telecom": [{"system": "email", "value": email}]}
                     validate_resource(body, "Patient")
-        with self.write() as repo:
-            dbs: Session = repo.s
+        with self.core.write() as uow:
+            dbs: Session = uow.session
             if body is not None:
-                patient_id = self.fhir.create_in(repo, SYSTEM, body).stored.id
+                patient_id = self.core.fhir.create_in(uow.fhir, SYSTEM, body).stored.id
                 created = True
             assert patient_id is not None and email is not None
             ref = f"Patient/{patient_id}"
-            user = self.user_by_email(dbs, email)
+            user = self.core.user_by_email(dbs, email)
             if user is not None and user.fhir_user not in (None, ref):
                 raise InputError(f"{email} already belongs to another CareSpace account")
             if user is not None and user.status == "active" and user.fhir_user == ref:
@@ -129,9 +131,9 @@ class Invitations(Recovery):
                                        status="active" if user.status == "active" else "pending")
                 dbs.add(access)
                 dbs.flush()
-            mail_id = self.issue_link(dbs, "invite", user, None, email, user.name)
+            mail_id = self.core.issue_link(dbs, "invite", user, None, email, user.name)
             result = InviteResult(user.id, email, patient_id, mail_id, created, resent)
-        self.audit("invite", None, True, f"{'re-sent' if resent else 'sent'} registration invite to {email}",
+        self.core.audit("invite", None, True, f"{'re-sent' if resent else 'sent'} registration invite to {email}",
                    patient_id, display=by[1] if by else "practice", ref=by[0] if by else None)
         return result
 
@@ -142,9 +144,9 @@ class Invitations(Recovery):
         if not name:
             raise InputError("give the staff member's --name")
         birth = check_date(birth_date) if birth_date else ""
-        with self.write() as repo:
-            dbs: Session = repo.s
-            user = self.user_by_email(dbs, email)
+        with self.core.write() as uow:
+            dbs: Session = uow.session
+            user = self.core.user_by_email(dbs, email)
             if user is not None and (user.role != "staff" or user.status == "active"):
                 raise InputError(f"{email} already has a CareSpace account")
             resent = user is not None
@@ -152,20 +154,20 @@ class Invitations(Recovery):
                 body = {"resourceType": "Practitioner", "active": True, "name": [_human_name(name)],
                         "telecom": [{"system": "email", "value": email}]}
                 validate_resource(body, "Practitioner")
-                pract = self.fhir.create_in(repo, SYSTEM, body).stored.id
+                pract = self.core.fhir.create_in(uow.fhir, SYSTEM, body).stored.id
                 user = User(email=email, name=name, birth_date=birth, role="staff", status="invited",
                             fhir_user=f"Practitioner/{pract}", session_epoch=0)
                 dbs.add(user)
                 dbs.flush()
-            mail_id = self.issue_link(dbs, "invite", user, None, email, user.name)
+            mail_id = self.core.issue_link(dbs, "invite", user, None, email, user.name)
             result = InviteResult(user.id, email, None, mail_id, False, resent)
-        self.audit("invite", None, True, f"staff invite to {email}", display=by[1] if by else "practice",
+        self.core.audit("invite", None, True, f"staff invite to {email}", display=by[1] if by else "practice",
                    ref=by[0] if by else None)
         return result
 
     # ---- Manage Users -------------------------------------------------------------------------------
     def shared_users(self, patient_id: str) -> list[SharedUser]:
-        with self.fhir.sessions() as dbs:
+        with self.core.fhir.sessions() as dbs:
             rows = dbs.execute(select(PatientAccess, User).outerjoin(User, User.id == PatientAccess.user_id)
                                .where(PatientAccess.patient_id == patient_id, PatientAccess.relationship == "proxy",
                                       PatientAccess.status.in_(("pending", "active")))
@@ -185,8 +187,8 @@ class Invitations(Recovery):
                 "telecom": [{"system": "email", "value": email}], "birthDate": birth_date,
                 "period": {"start": today}}
         validate_resource(body, "RelatedPerson")
-        with self.write() as repo:
-            dbs: Session = repo.s
+        with self.core.write() as uow:
+            dbs: Session = uow.session
             dup = dbs.execute(select(PatientAccess.id).outerjoin(User, User.id == PatientAccess.user_id).where(
                 PatientAccess.patient_id == patient_id, PatientAccess.relationship == "proxy",
                 PatientAccess.status.in_(("pending", "active")),
@@ -194,33 +196,33 @@ class Invitations(Recovery):
             if dup is not None:
                 raise InputError(f"{email} already has access or a pending invite. Use \u201cResend invite\u201d if "
                                  "they did not get the email.")
-            rp = self.fhir.create_in(repo, ctx, body).stored.id
+            rp = self.core.fhir.create_in(uow.fhir, ctx, body).stored.id
             access = PatientAccess(user_id=None, patient_id=patient_id, relationship="proxy", related_person_id=rp,
                                    invited_email=email, invited_birth_date=birth_date, status="pending",
                                    created_at=utcnow())
             dbs.add(access)
             dbs.flush()
-            self.issue_link(dbs, "invite", None, access, email, "", owner.name)
+            self.core.issue_link(dbs, "invite", None, access, email, "", owner.name)
             row = SharedUser(access.id, email, "", "pending", today)
-        self.audit("grant", owner, True, f"full access granted to {email} (RelatedPerson/{rp})", patient_id)
+        self.core.audit("grant", owner, True, f"full access granted to {email} (RelatedPerson/{rp})", patient_id)
         return row
 
     def resend(self, owner: User, patient_id: str, access_id: int) -> None:
         """A new invite link for someone who has not accepted; the old link stops working."""
         self.require_owner(owner, patient_id)
-        with self.write() as repo:
-            dbs: Session = repo.s
+        with self.core.write() as uow:
+            dbs: Session = uow.session
             access = self.proxy_access(dbs, patient_id, access_id)
             if access.status != "pending":
                 raise InputError("This person has already accepted the invite.")
-            self.issue_link(dbs, "invite", None, access, access.invited_email or "", "", owner.name)
-        self.audit("invite", owner, True, f"re-sent access invite to {access.invited_email}", patient_id)
+            self.core.issue_link(dbs, "invite", None, access, access.invited_email or "", "", owner.name)
+        self.core.audit("invite", owner, True, f"re-sent access invite to {access.invited_email}", patient_id)
 
     def revoke(self, owner: User, patient_id: str, access_id: int, ctx: AccessContext) -> str:
         """Ends access at once: access row revoked, RelatedPerson inactive with period.end, app tokens killed."""
         self.require_owner(owner, patient_id)
-        with self.write() as repo:
-            dbs: Session = repo.s
+        with self.core.write() as uow:
+            dbs: Session = uow.session
             access = self.proxy_access(dbs, patient_id, access_id)
             access.status, access.revoked_at = "revoked", utcnow()
             from .models import AuthToken
@@ -230,18 +232,18 @@ class Invitations(Recovery):
             user = dbs.get(User, access.user_id) if access.user_id else None
             who = user.email if user else access.invited_email or ""
             if access.related_person_id:
-                self.end_related_person(repo, ctx, access.related_person_id)
+                self.end_related_person(uow, ctx, access.related_person_id)
         if access.user_id is not None:
-            self.run_hooks("on_access_revoked", access.user_id, patient_id)
-        self.audit("revoke", owner, True, f"access revoked for {who}", patient_id)
+            self.core.run_hooks("on_access_revoked", access.user_id, patient_id)
+        self.core.audit("revoke", owner, True, f"access revoked for {who}", patient_id)
         return who
 
-    def end_related_person(self, repo: Any, ctx: AccessContext, rp_id: str) -> None:
-        current = self.fhir.read(SYSTEM, "RelatedPerson", rp_id).json()
+    def end_related_person(self, uow: UnitOfWork, ctx: AccessContext, rp_id: str) -> None:
+        current = self.core.fhir.read(SYSTEM, "RelatedPerson", rp_id).json()
         current.pop("meta", None)
         current["active"] = False
         current["period"] = {**current.get("period", {}), "end": dt.date.today().isoformat()}
-        self.fhir.update_in(repo, ctx, "RelatedPerson", rp_id, current)
+        self.core.fhir.update_in(uow.fhir, ctx, "RelatedPerson", rp_id, current)
 
     @staticmethod
     def proxy_access(dbs: Session, patient_id: str, access_id: int) -> PatientAccess:
@@ -253,7 +255,7 @@ class Invitations(Recovery):
 
     def require_owner(self, owner: User, patient_id: str) -> None:
         """Only the patient manages who may see their record."""
-        with self.fhir.sessions() as dbs:
+        with self.core.fhir.sessions() as dbs:
             mine = dbs.execute(select(PatientAccess.id).where(
                 PatientAccess.user_id == owner.id, PatientAccess.patient_id == patient_id,
                 PatientAccess.relationship == "self", PatientAccess.status == "active")).first()

@@ -12,8 +12,9 @@ from sqlalchemy import select
 
 from fhir_server import AccessContext
 
-from .invites import Invitations, SharedUser
+from .invites import SharedUser
 from .models import AuthToken, User
+from .service import Accounts
 
 NOT_INVITED, INVITED, EXPIRED, REGISTERED = "Not invited", "Invited", "Invite expired", "Registered"
 _LOG = AccessContext.system("practice-console")
@@ -45,15 +46,15 @@ def _status(user: User | None, token: AuthToken | None, now: float) -> tuple[str
     return EXPIRED, None
 
 
-def statuses(accounts: Invitations, patient_ids: Iterable[str]) -> dict[str, str]:
+def statuses(accounts: Accounts, patient_ids: Iterable[str]) -> dict[str, str]:
     """Registration status of each patient (one query for a page of patients)."""
     ids = list(patient_ids)
     refs = {f"Patient/{p}": p for p in ids}
-    now = accounts.clock()
+    now = accounts.core.clock()
     out = dict.fromkeys(ids, NOT_INVITED)
     if not ids:
         return out
-    with accounts.fhir.sessions() as dbs:
+    with accounts.core.fhir.sessions() as dbs:
         users = dbs.execute(select(User).where(User.fhir_user.in_(list(refs)))).scalars().all()
         by_user = {u.id: u for u in users}
         tokens: dict[int, AuthToken] = {}
@@ -67,24 +68,24 @@ def statuses(accounts: Invitations, patient_ids: Iterable[str]) -> dict[str, str
     return out
 
 
-def registration(accounts: Invitations, patient_id: str) -> Registration:
+def registration(accounts: Accounts, patient_id: str) -> Registration:
     """Status (with the invite's expiry date), email, last sign-in and the people with shared access."""
     ref = f"Patient/{patient_id}"
-    with accounts.fhir.sessions() as dbs:
+    with accounts.core.fhir.sessions() as dbs:
         user = dbs.execute(select(User).where(User.fhir_user == ref)).scalars().first()
         token = None
         if user is not None:
             token = dbs.execute(select(AuthToken).where(AuthToken.purpose == "invite", AuthToken.user_id == user.id)
                                 .order_by(AuthToken.id.desc()).limit(1)).scalar()
-        status, expires = _status(user, token, accounts.clock())
+        status, expires = _status(user, token, accounts.core.clock())
         email = user.email if user is not None else None
     return Registration(status, email, expires, last_sign_in(accounts, patient_id) if user else None,
-                        accounts.shared_users(patient_id))
+                        accounts.invitations.shared_users(patient_id))
 
 
-def last_sign_in(accounts: Invitations, patient_id: str) -> str | None:
+def last_sign_in(accounts: Accounts, patient_id: str) -> str | None:
     """When the patient last signed in: the newest successful login AuditEvent by the patient."""
-    _, page = accounts.fhir.search(_LOG, "AuditEvent", [
+    _, page = accounts.core.fhir.search(_LOG, "AuditEvent", [
         ("patient", f"Patient/{patient_id}"), ("subtype", "login"), ("outcome", "0"),
         ("agent", f"Patient/{patient_id}"), ("_sort", "-date"), ("_count", "1")])
     for _t, _i, text in page.matches:

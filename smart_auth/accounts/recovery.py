@@ -5,14 +5,17 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from . import security
+from .core import AccountCore, normalize_email
 from .errors import InputError, LinkProblem
 from .models import AuthToken, User
 from .passwords import hash_password, verify_password
-from .service import AccountService, normalize_email
 
 
-class Recovery(AccountService):
-    """Forgot password and two-step verification on top of the core account rules."""
+class Recovery:
+    """Forgot password and two-step verification."""
+
+    def __init__(self, core: AccountCore) -> None:
+        self.core = core
 
     # ---- password reset ------------------------------------------------------------------------
     def request_reset(self, email: str, ip: str | None) -> None:
@@ -21,22 +24,22 @@ class Recovery(AccountService):
             value = normalize_email(email)
         except InputError:
             return
-        now = self.clock()
+        now = self.core.clock()
         keys = [(f"reset:{value}"[:400], 5)] + ([(f"reset-ip:{ip}"[:400], 30)] if ip else [])
-        with self.write() as repo:
-            dbs: Session = repo.s
+        with self.core.write() as uow:
+            dbs: Session = uow.session
             if security.locked_minutes(dbs, keys, now):
                 return
             security.record_failure(dbs, keys, now)  # counts requests: a few per hour per email
-            user = self.user_by_email(dbs, value)
+            user = self.core.user_by_email(dbs, value)
             if user is None or user.status != "active":
                 return
-            self.issue_link(dbs, "reset", user, None, user.email, user.name)
-        self.audit("reset-request", user, True, "password reset link sent")
+            self.core.issue_link(dbs, "reset", user, None, user.email, user.name)
+        self.core.audit("reset-request", user, True, "password reset link sent")
 
     def reset_info(self, token: str) -> User:
-        with self.fhir.sessions() as dbs:
-            row = self.valid_token(dbs, token, "reset")
+        with self.core.fhir.sessions() as dbs:
+            row = self.core.valid_token(dbs, token, "reset")
             user = dbs.get(User, row.user_id)
             if user is None or user.status != "active":
                 raise LinkProblem("This password reset link no longer works.", "revoked")
@@ -44,13 +47,13 @@ class Recovery(AccountService):
 
     def reset_password(self, token: str, password: str, confirm: str) -> User:
         """New password; ends every other session and (through the OAuth hook) every refresh token."""
-        with self.write() as repo:
-            dbs: Session = repo.s
-            row = self.valid_token(dbs, token, "reset")
+        with self.core.write() as uow:
+            dbs: Session = uow.session
+            row = self.core.valid_token(dbs, token, "reset")
             user = dbs.get(User, row.user_id)
             if user is None or user.status != "active":
                 raise LinkProblem("This password reset link no longer works.", "revoked")
-            self.check_new_password(password, confirm)
+            self.core.check_new_password(password, confirm)
             user.password_hash = hash_password(password)
             user.session_epoch = (user.session_epoch or 0) + 1
             row.state = "used"
@@ -58,23 +61,25 @@ class Recovery(AccountService):
                                                 AuthToken.state == "active")
                         .values(state="replaced").execution_options(synchronize_session=False))
             security.clear_failures(dbs, user.email)
-        self.run_hooks("on_password_reset", user.id)
-        self.audit("reset", user, True, "password reset; other sessions and app refresh tokens ended")
+        self.core.run_hooks("on_password_reset", user.id)
+        self.core.audit("reset", user, True, "password reset; other sessions and app refresh tokens ended")
         return user
 
     # ---- two-step verification -----------------------------------------------------------------
     def enable_totp(self, user_id: int, secret: str, code: str) -> None:
-        if not security.verify_totp(secret, code or "", self.clock()):
+        if not security.verify_totp(secret, code or "", self.core.clock()):
             raise InputError("That code is not correct. Enter the current 6-digit code from your authenticator app.")
-        with self.write() as repo:
-            user = repo.s.get(User, user_id)
+        with self.core.write() as uow:
+            user = uow.session.get(User, user_id)
+            if user is None:
+                raise InputError("This account no longer exists.")
             user.totp_secret = secret
-        self.audit("totp-on", user, True, "two-step verification turned on")
+        self.core.audit("totp-on", user, True, "two-step verification turned on")
 
     def disable_totp(self, user_id: int, password: str) -> None:
-        with self.write() as repo:
-            user = repo.s.get(User, user_id)
+        with self.core.write() as uow:
+            user = uow.session.get(User, user_id)
             if user is None or not verify_password(user.password_hash, password or ""):
                 raise InputError("The password is not correct.")
             user.totp_secret = None
-        self.audit("totp-off", user, True, "two-step verification turned off")
+        self.core.audit("totp-off", user, True, "two-step verification turned off")

@@ -13,8 +13,9 @@ from sqlalchemy import select
 from fhir_server import AccessContext
 
 from .errors import InputError
-from .invites import Invitations, InviteResult
+from .invites import InviteResult
 from .models import User
+from .service import Accounts
 
 ROLE_SYSTEM = "urn:carespace:staff-role"
 _TRUSTED = AccessContext.system("staff-admin")
@@ -30,16 +31,16 @@ class StaffRow:
     practitioner: str
 
 
-def is_admin(accounts: Invitations, practitioner_ref: str | None) -> bool:
+def is_admin(accounts: Accounts, practitioner_ref: str | None) -> bool:
     if not practitioner_ref or not practitioner_ref.startswith("Practitioner/"):
         return False
-    _, page = accounts.fhir.search(_TRUSTED, "PractitionerRole", [
+    _, page = accounts.core.fhir.search(_TRUSTED, "PractitionerRole", [
         ("practitioner", practitioner_ref), ("role", f"{ROLE_SYSTEM}|admin"), ("active", "true"), ("_count", "1")])
     return bool(page.matches)
 
 
-def admins(accounts: Invitations) -> set[str]:
-    _, page = accounts.fhir.search(_TRUSTED, "PractitionerRole", [
+def admins(accounts: Accounts) -> set[str]:
+    _, page = accounts.core.fhir.search(_TRUSTED, "PractitionerRole", [
         ("role", f"{ROLE_SYSTEM}|admin"), ("active", "true"), ("_count", "500")])
     out = set()
     for _t, _i, text in page.matches:
@@ -49,29 +50,29 @@ def admins(accounts: Invitations) -> set[str]:
     return out
 
 
-def make_admin(accounts: Invitations, practitioner_ref: str) -> None:
+def make_admin(accounts: Accounts, practitioner_ref: str) -> None:
     """Give a staff member the administrator role (idempotent)."""
     if is_admin(accounts, practitioner_ref):
         return
-    accounts.fhir.create(_TRUSTED, "PractitionerRole", {
+    accounts.core.fhir.create(_TRUSTED, "PractitionerRole", {
         "resourceType": "PractitionerRole", "active": True, "practitioner": {"reference": practitioner_ref},
         "code": [{"coding": [{"system": ROLE_SYSTEM, "code": "admin", "display": "Practice administrator"}],
                   "text": "Practice administrator"}]})
 
 
-def staff_list(accounts: Invitations) -> list[StaffRow]:
-    with accounts.fhir.sessions() as dbs:
+def staff_list(accounts: Accounts) -> list[StaffRow]:
+    with accounts.core.fhir.sessions() as dbs:
         users = dbs.execute(select(User).where(User.role == "staff").order_by(User.name)).scalars().all()
         rows = [(u.id, u.name, u.email, u.status, u.fhir_user or "") for u in users]
     admin = admins(accounts)
     return [StaffRow(i, n, e, s, ref in admin, ref) for i, n, e, s, ref in rows]
 
 
-def invite(accounts: Invitations, email: str, name: str, admin: bool, by: tuple[str | None, str]) -> InviteResult:
+def invite(accounts: Accounts, email: str, name: str, admin: bool, by: tuple[str | None, str]) -> InviteResult:
     """Invite a staff member (the CLI's invite-staff), optionally as an administrator."""
-    result = accounts.invite_staff(email, name, by=by)
+    result = accounts.invitations.invite_staff(email, name, by=by)
     if admin:
-        with accounts.fhir.sessions() as dbs:
+        with accounts.core.fhir.sessions() as dbs:
             user = dbs.get(User, result.user_id)
             ref = user.fhir_user if user else None
         if ref:
@@ -79,12 +80,12 @@ def invite(accounts: Invitations, email: str, name: str, admin: bool, by: tuple[
     return result
 
 
-def disable(accounts: Invitations, user_id: int, by_user_id: int, by: tuple[str | None, str]) -> str:
+def disable(accounts: Accounts, user_id: int, by_user_id: int, by: tuple[str | None, str]) -> str:
     """Disable a staff account at once: sessions end (epoch bumped), app tokens are revoked."""
     if user_id == by_user_id:
         raise InputError("You cannot disable your own account; ask another administrator.")
-    with accounts.write() as repo:
-        user = repo.s.get(User, user_id)
+    with accounts.core.write() as uow:
+        user = uow.session.get(User, user_id)
         if user is None or user.role != "staff":
             raise InputError("There is no such staff member.")
         if user.status == "disabled":
@@ -92,6 +93,6 @@ def disable(accounts: Invitations, user_id: int, by_user_id: int, by: tuple[str 
         user.status = "disabled"
         user.session_epoch = (user.session_epoch or 0) + 1
         email = user.email
-    accounts.run_hooks("on_password_reset", user_id)
-    accounts.audit("disable", None, True, f"staff account {email} disabled", display=by[1], ref=by[0])
+    accounts.core.run_hooks("on_password_reset", user_id)
+    accounts.core.audit("disable", None, True, f"staff account {email} disabled", display=by[1], ref=by[0])
     return email

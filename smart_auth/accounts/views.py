@@ -10,14 +10,14 @@ from flask import Blueprint, Flask, current_app, flash, redirect, render_templat
 from . import security
 from . import session as auth
 from .errors import AccountError, InputError, LinkProblem, NotAllowed, PolicyError, Throttled
-from .invites import Invitations
 from .passwords import RULES
+from .service import Accounts
 
 bp = Blueprint("accounts", __name__, template_folder="../templates")
 SECOND_STEP_S = 5 * 60
 
 
-def svc() -> Invitations:
+def svc() -> Accounts:
     return current_app.extensions["accounts"]  # type: ignore[no-any-return]
 
 
@@ -53,7 +53,7 @@ def login() -> Any:
                      expired=request.args.get("expired") == "1")
     form = request.form
     try:
-        user = svc().authenticate(form.get("email", ""), form.get("password", ""), form.get("birth_date", ""),
+        user = svc().login.authenticate(form.get("email", ""), form.get("password", ""), form.get("birth_date", ""),
                                   request.remote_addr)
     except AccountError as err:
         status = 429 if isinstance(err, Throttled) else 401
@@ -77,7 +77,7 @@ def login_verify() -> Any:
     if request.method == "GET":
         return _page("verify")
     try:
-        user = svc().verify_second_factor(int(pending["uid"]), request.form.get("code", ""), request.remote_addr)
+        user = svc().login.verify_second_factor(int(pending["uid"]), request.form.get("code", ""), request.remote_addr)
     except AccountError as err:
         return _page("verify", 429 if isinstance(err, Throttled) else 401, error=err.message)
     if user.session_epoch != pending.get("epoch"):
@@ -106,7 +106,7 @@ def session_ping() -> Any:
 def register() -> Any:
     token = request.values.get("token", "")
     try:
-        info = svc().link_info(token)
+        info = svc().registrations.link_info(token)
     except LinkProblem as err:
         return _page("link_problem", 410 if err.reason != "invalid" else 404, message=err.message,
                      heading="This registration link cannot be used")
@@ -114,7 +114,7 @@ def register() -> Any:
         return _page("register", token=token, info=info)
     form = request.form
     try:
-        svc().register(token, form.get("password", ""), form.get("confirm", ""), form.get("birth_date", ""),
+        svc().registrations.register(token, form.get("password", ""), form.get("confirm", ""), form.get("birth_date", ""),
                        form.get("name", ""))
     except PolicyError as err:
         return _page("register", 422, token=token, info=info, error=err.message, failures=err.failures,
@@ -135,7 +135,7 @@ def register() -> Any:
 def forgot_password() -> Any:
     if request.method == "GET":
         return _page("forgot")
-    svc().request_reset(request.form.get("email", ""), request.remote_addr)
+    svc().recovery.request_reset(request.form.get("email", ""), request.remote_addr)
     return _page("forgot_sent")
 
 
@@ -143,9 +143,9 @@ def forgot_password() -> Any:
 def reset_password() -> Any:
     token = request.values.get("token", "")
     try:
-        svc().reset_info(token)
+        svc().recovery.reset_info(token)
         if request.method == "POST":
-            svc().reset_password(token, request.form.get("password", ""), request.form.get("confirm", ""))
+            svc().recovery.reset_password(token, request.form.get("password", ""), request.form.get("confirm", ""))
             auth.logout_user()
             flash("Your password has been changed. Sign in with your new password.", "success")
             return redirect("/login")
@@ -171,7 +171,7 @@ def _owner() -> tuple[Any, Any]:
 def _manage(status: int = 200, **ctx: Any) -> tuple[str, int]:
     user, choice = _owner()
     owner = choice.relationship == "self"
-    return _page("manage_users", status, users=svc().shared_users(choice.patient_id) if owner else [],
+    return _page("manage_users", status, users=svc().invitations.shared_users(choice.patient_id) if owner else [],
                  owner=owner, patient=choice, **ctx)
 
 
@@ -187,7 +187,7 @@ def grant_access() -> Any:
     user, choice = _owner()
     form = request.form
     try:
-        row = svc().grant(user, choice.patient_id, form.get("email", ""), form.get("birth_date", ""),
+        row = svc().invitations.grant(user, choice.patient_id, form.get("email", ""), form.get("birth_date", ""),
                           auth.portal_access(user, choice))
     except InputError as err:
         return _manage(422, error=err.message, email=form.get("email", ""), birth_date=form.get("birth_date", ""))
@@ -200,7 +200,7 @@ def grant_access() -> Any:
 def resend_invite(access_id: int) -> Any:
     user, choice = _owner()
     try:
-        svc().resend(user, choice.patient_id, access_id)
+        svc().invitations.resend(user, choice.patient_id, access_id)
     except InputError as err:
         return _manage(422, error=err.message)
     flash("We sent a new invite. The link in the earlier email no longer works.", "success")
@@ -212,7 +212,7 @@ def resend_invite(access_id: int) -> Any:
 def revoke_access(access_id: int) -> Any:
     user, choice = _owner()
     try:
-        who = svc().revoke(user, choice.patient_id, access_id, auth.portal_access(user, choice))
+        who = svc().invitations.revoke(user, choice.patient_id, access_id, auth.portal_access(user, choice))
     except InputError as err:
         return _manage(422, error=err.message)
     flash(f"Access revoked: {who} can no longer see this record.", "success")
@@ -246,7 +246,7 @@ def totp_enable() -> Any:
     if not secret:
         return redirect("/account")
     try:
-        svc().enable_totp(user.id, secret, request.form.get("code", ""))
+        svc().recovery.enable_totp(user.id, secret, request.form.get("code", ""))
     except InputError as err:
         return _page("account", 422, enabled=False, secret=secret, uri=security.totp_uri(secret, user.email),
                      error=err.message)
@@ -261,7 +261,7 @@ def totp_disable() -> Any:
     user = auth.current_user()
     assert user is not None  # login_required
     try:
-        svc().disable_totp(user.id, request.form.get("password", ""))
+        svc().recovery.disable_totp(user.id, request.form.get("password", ""))
     except InputError as err:
         return _page("account", 422, enabled=True, secret=None, uri=None, error=err.message)
     flash("Two-step verification is off.", "success")
@@ -285,7 +285,7 @@ def init_app(app: Flask) -> None:
     """Register the pages and the accounts service (app.extensions["accounts"])."""
     app.extensions.setdefault("on_password_reset", [])
     app.extensions.setdefault("on_access_revoked", [])
-    app.extensions["accounts"] = Invitations(app.extensions["fhir_service"], app.extensions["mailer"],
+    app.extensions["accounts"] = Accounts(app.extensions["fhir_service"], app.extensions["mailer"],
                                              app.extensions["audit_log"], app.config["BASE_URL"], app.extensions,
                                              _clock(app))
     app.jinja_env.globals.setdefault("cs_idle_timeout_s", int(app.config.get("IDLE_TIMEOUT_S", auth.IDLE_TIMEOUT_S)))

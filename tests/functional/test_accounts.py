@@ -74,7 +74,7 @@ def test_link_is_single_use_and_expires_after_4_days(app: Any, client: Any) -> N
 
 def test_resend_makes_a_new_link_and_kills_the_old(app: Any, client: Any) -> None:
     pid, old = invite(app)
-    r = app.extensions["accounts"].invite_patient(patient_id=pid)
+    r = app.extensions["accounts"].invitations.invite_patient(patient_id=pid)
     assert r.resent and not r.created_patient
     new = token_of(last_link(app, "pat@example.org"))
     assert new != old
@@ -184,7 +184,7 @@ def test_two_step_verification(app: Any, client: Any) -> None:
 def test_invite_input_errors(app: Any, args: dict[str, str]) -> None:
     from smart_auth.accounts.errors import InputError
     with pytest.raises(InputError):
-        app.extensions["accounts"].invite_patient(**args)
+        app.extensions["accounts"].invitations.invite_patient(**args)
 
 
 def test_audit_events_for_account_actions(app: Any, client: Any, fhir: Any) -> None:

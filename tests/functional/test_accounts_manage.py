@@ -171,7 +171,7 @@ def test_cli_invites_outbox_and_demo(app: Any, capsys: Any, monkeypatch: Any) ->
 
 
 def test_staff_invite_registers_with_birth_date(app: Any) -> None:
-    r = app.extensions["accounts"].invite_staff("nurse@example.org", "Nina Nurse")
+    r = app.extensions["accounts"].invitations.invite_staff("nurse@example.org", "Nina Nurse")
     token = token_of(last_link(app, "nurse@example.org"))
     c = app.test_client()
     assert "Date of birth" in text(c.get(f"/register?token={token}"))

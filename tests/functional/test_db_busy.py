@@ -78,7 +78,7 @@ def test_portal_busy_is_a_page_to_act_on(app: Any, client: Any, monkeypatch: Any
     assert "CareSpace is busy right now" in html and 'href="/health">Try again' in html
     other = app.test_client()
     token = csrf(other)
-    monkeypatch.setattr(app.extensions["accounts"], "authenticate", locked)
+    monkeypatch.setattr(app.extensions["accounts"].login, "authenticate", locked)
     resp = other.post("/login", data={"csrf_token": token, "email": "pat@example.org", "password": "x",
                                       "birth_date": "1980-02-03"})
     assert resp.status_code == 503 and "Nothing was changed" in resp.get_data(as_text=True)

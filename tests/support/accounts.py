@@ -31,7 +31,7 @@ def token_of(link: str) -> str:
 
 def invite(app: Any, email: str = "pat@example.org", birth: str = "1980-02-03", name: str = "Pat Doe") -> tuple[str, str]:
     """Invite a new patient; returns (patient id, registration token)."""
-    r = app.extensions["accounts"].invite_patient(email=email, birth_date=birth, name=name)
+    r = app.extensions["accounts"].invitations.invite_patient(email=email, birth_date=birth, name=name)
     return str(r.patient_id), token_of(last_link(app, email))
 
 
