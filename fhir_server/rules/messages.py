@@ -11,11 +11,9 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
-
 from ..access.context import AccessContext
 from ..errors import Unprocessable
-from ..storage.models import CompartmentIndex, ResourceRow
+from ..storage.models import ResourceRow
 from .registry import rule
 
 if TYPE_CHECKING:
@@ -53,13 +51,7 @@ def _categories(resource: dict[str, Any]) -> set[str]:
 
 def _replies_to(repo: "Repository", target: ResourceRow) -> list[dict[str, Any]]:
     """Live Communications answering `target`, looked up within the patients the target belongs to."""
-    repo.flush_index()
-    patients = select(CompartmentIndex.patient_id).where(CompartmentIndex.res_pk == target.pk)
-    pks = select(CompartmentIndex.res_pk).where(CompartmentIndex.patient_id.in_(patients),
-                                                 CompartmentIndex.res_type == "Communication")
-    rows = repo.s.execute(select(ResourceRow.text).where(
-        ResourceRow.pk.in_(pks), ResourceRow.deleted.is_(False),
-        ResourceRow.text.contains(target.fhir_id))).scalars()
+    rows = repo.texts_beside(target.pk, "Communication", target.fhir_id)
     out = []
     for text in rows:
         res = json.loads(text or "{}")
@@ -82,7 +74,7 @@ def reply_once(repo: "Repository", resource: dict[str, Any], ctx: AccessContext)
         raise Unprocessable("inResponseTo must reference a message on this server",
                             expression=["Communication.inResponseTo"])
     # Lock the answered message so that two simultaneous replies are serialised (PostgreSQL).
-    repo.s.execute(select(ResourceRow.pk).where(ResourceRow.pk == target.pk).with_for_update())
+    repo.lock(target.pk)
     answered = json.loads(target.text)
     if _from_patient_side(resource):
         if answered.get("inResponseTo"):

@@ -106,6 +106,20 @@ class Repository:
                 out[pk] = (rtype, fid, text or "")
         return out
 
+    def texts_beside(self, pk: int, rtype: str, mentioning: str) -> list[str]:
+        """Texts of live `rtype` resources in the compartments `pk` is in whose text contains `mentioning`."""
+        self.flush_index()
+        patients = select(CompartmentIndex.patient_id).where(CompartmentIndex.res_pk == pk)
+        pks = select(CompartmentIndex.res_pk).where(CompartmentIndex.patient_id.in_(patients),
+                                                     CompartmentIndex.res_type == rtype)
+        return [t for t in self.s.execute(select(ResourceRow.text).where(
+            ResourceRow.pk.in_(pks), ResourceRow.deleted.is_(False),
+            ResourceRow.text.contains(mentioning))).scalars() if t]
+
+    def lock(self, pk: int) -> None:
+        """Hold the current row until the unit ends, so writers that look at it go one at a time (PostgreSQL)."""
+        self.s.execute(select(ResourceRow.pk).where(ResourceRow.pk == pk).with_for_update())
+
     def live_texts(self, rtype: str) -> list[str]:
         """The current text of every live resource of a type (maintenance steps, not requests)."""
         return [t for t in self.s.execute(select(ResourceRow.text).where(

@@ -134,3 +134,13 @@ def test_settings_are_read_only_in_carespace_config() -> None:
            if path.relative_to(ROOT).as_posix() != "carespace/config.py"
            for n, line in enumerate(path.read_text().splitlines(), 1) if "os.environ" in line or "getenv(" in line]
     assert not bad, "read settings in carespace/config.py:\n" + "\n".join(bad)
+
+
+def test_the_repository_owns_the_sql_on_fhir_data() -> None:
+    """Outside storage/ only the search executor runs statements (the planner's), on the unit's session."""
+    allowed = {"fhir_server/search/executor.py", "fhir_server/service.py"}  # service: UnitOfWork(repo.s, repo)
+    bad = [f"{path.relative_to(ROOT)}:{n}" for package in OURS for path in sorted((ROOT / package).rglob("*.py"))
+           if not path.relative_to(ROOT).as_posix().startswith("fhir_server/storage/")
+           and path.relative_to(ROOT).as_posix() not in allowed
+           for n, line in enumerate(path.read_text().splitlines(), 1) if "repo.s." in line or "repo.s)" in line]
+    assert not bad, "add a named query to fhir_server/storage/repository.py:\n" + "\n".join(bad)
