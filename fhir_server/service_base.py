@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from .access import AccessContext
-from .errors import NotFound
+from .errors import Conflict, NotFound
 from .guard import Guard
 from .indexing import Extractor
 from .models import ResourceRow
@@ -50,6 +51,13 @@ class WriteResult:
     patients: set[str] = field(default_factory=set)  # whose compartment the written resource is in
 
 
+def _same_resource_written(exc: IntegrityError) -> bool:
+    """A unique violation of a resource's id or of its version number: a concurrent write of the same resource."""
+    text = str(exc.orig)
+    return any(name in text for name in ("uq_fhir_version", "uq_fhir_resource_type_id", "fhir_version.res_pk",
+                                         "fhir_resource.res_type"))
+
+
 class ServiceBase:
     """State and helpers shared by the operations of FhirService (kept apart to keep modules small)."""
 
@@ -75,6 +83,12 @@ class ServiceBase:
                 yield repo
                 repo.flush_index()
                 session.commit()
+            except IntegrityError as exc:
+                session.rollback()
+                if _same_resource_written(exc):  # PostgreSQL: two writers read the same current version
+                    raise Conflict("The resource was changed by another request at the same moment; nothing was "
+                                   "changed. Read it again and retry") from exc
+                raise
             except BaseException:
                 session.rollback()
                 raise

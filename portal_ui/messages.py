@@ -8,7 +8,7 @@ from typing import Any
 
 from fhir_server.access import AccessContext
 from fhir_server.display import concept_text
-from fhir_server.errors import FhirError, PreconditionFailed, Unprocessable
+from fhir_server.errors import Conflict, FhirError, PreconditionFailed, Unprocessable
 from fhir_server.rules_messages import CATEGORY_SYSTEM, MAX_MESSAGE_CHARS, MAX_SUBJECT_CHARS, PATIENT_CATEGORIES
 from fhir_server.service import FhirService
 
@@ -114,8 +114,8 @@ def open_message(svc: FhirService, ctx: AccessContext, patient_id: str, message_
         try:
             svc.update(ctx, "Communication", msg.id, body, if_match=f'W/"{msg.raw.get("meta", {}).get("versionId")}"')
             msg.received = body["received"]
-        except PreconditionFailed:
-            pass  # someone else changed it meanwhile; it will be marked next time
+        except (PreconditionFailed, Conflict):
+            pass  # someone else changed it meanwhile (or at the same moment); it will be marked next time
     return msg
 
 
