@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from . import rules
@@ -32,6 +33,13 @@ from .stored import Stored, UnitOfWork, WriteResult
 # (caller, action, type, resources touched, succeeded, the patients they belong to when the caller knows them,
 #  patients the request named)
 AuditHook = Callable[[AccessContext, str, str, list[str], bool, "Iterable[str] | None", list[str]], None]
+
+
+def _same_resource_written(exc: IntegrityError) -> bool:
+    """A unique violation of a resource's id or of its version number: a concurrent write of the same resource."""
+    text = str(exc.orig)
+    return any(name in text for name in ("uq_fhir_version", "uq_fhir_resource_type_id", "fhir_version.res_pk",
+                                         "fhir_resource.res_type"))
 
 
 class FhirService:
@@ -59,6 +67,12 @@ class FhirService:
                 yield repo
                 repo.flush_index()
                 session.commit()
+            except IntegrityError as exc:
+                session.rollback()
+                if _same_resource_written(exc):  # PostgreSQL: two writers read the same current version
+                    raise Conflict("The resource was changed by another request at the same moment; nothing was "
+                                   "changed. Read it again and retry") from exc
+                raise
             except BaseException:
                 session.rollback()
                 raise

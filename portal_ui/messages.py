@@ -12,6 +12,7 @@ from fhir_server import (
     MAX_SUBJECT_CHARS,
     PATIENT_CATEGORIES,
     AccessContext,
+    Conflict,
     FhirError,
     FhirService,
     PreconditionFailed,
@@ -121,8 +122,8 @@ def open_message(svc: FhirService, ctx: AccessContext, patient_id: str, message_
         try:
             svc.update(ctx, "Communication", msg.id, body, if_match=f'W/"{msg.raw.get("meta", {}).get("versionId")}"')
             msg.received = body["received"]
-        except PreconditionFailed:
-            pass  # someone else changed it meanwhile; it will be marked next time
+        except (PreconditionFailed, Conflict):
+            pass  # someone else changed it meanwhile (or at the same moment); it will be marked next time
     return msg
 
 

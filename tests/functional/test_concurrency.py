@@ -196,3 +196,29 @@ def test_every_read_then_write_unit_under_concurrency(app: Any) -> None:
     assert set(granted) <= invited
     issued = sum(run.statuses.get(k, Counter())[200] for k in ("token", "code-exchange", "refresh")) + 1
     assert tokens == issued, (tokens, issued)
+
+
+def test_concurrent_updates_of_one_resource_conflict_instead_of_failing(app: Any) -> None:
+    """Found by the load test on PostgreSQL: two portal sessions opening the same unread message both updated
+    it from version 1 and the second insert of version 2 broke the unique (res_pk, version) constraint: a 500.
+    Now the loser gets 412 (its If-Match is stale) or 409 (changed at the same moment), never a 5xx; and every
+    successful update made exactly one version."""
+    from tests.conftest import trusted_client
+    c = trusted_client(app)
+    pid = c.post("/fhir/Patient", json={"resourceType": "Patient", "active": True}).get_json()["id"]
+    run = Run()
+
+    def updater() -> None:
+        client = trusted_client(app)
+        cur = client.get(f"/fhir/Patient/{pid}")
+        body = dict(cur.get_json(), active=not cur.get_json().get("active"))
+        body.pop("meta", None)
+        run.note("update", client.put(f"/fhir/Patient/{pid}", json=body, headers={"If-Match": cur.headers["ETag"]}),
+                 ok=(200, 409, 412))
+
+    run.run([updater] * 4, seconds=3.0)
+    assert not run.bad, run.bad
+    ok = run.statuses["update"][200]
+    assert ok >= 2, dict(run.statuses)
+    version = int(c.get(f"/fhir/Patient/{pid}").get_json()["meta"]["versionId"])
+    assert version == ok + 1, (version, dict(run.statuses))
