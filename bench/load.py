@@ -196,6 +196,8 @@ class User(threading.Thread):
             self.work()
         except Exception as exc:  # noqa: BLE001 - a crashed user is an error of the run, not of the driver
             self.stats._bad("driver", f"{type(self).__name__} crashed: {exc.__class__.__name__}: {exc}")
+        finally:
+            self.http.close()  # the user leaves: its keep-alive connection closes
 
     def work(self) -> None:
         raise NotImplementedError
@@ -447,6 +449,8 @@ def read_back(world: World, stats: Stats) -> list[str]:
 message may have a later version: the patient's portal marks it read)."""
     ehr = Ehr(world, stats, 0, 0, random.Random(0))
     ehr.get_token()
+    if not ehr.token:
+        return ["no token to read the writes back with (see the errors)"]
     lost: list[str] = []
     for ref, (marker, version) in sorted(stats.writes.items()):
         got = ehr.send("read back", "GET", ref)

@@ -85,7 +85,7 @@ def _serve(args: argparse.Namespace) -> int:
     print(f"CareSpace serving on http://{args.host}:{args.port} (base URL {app.config['BASE_URL']})", flush=True)
     try:
         waitress.serve(app, host=args.host, port=args.port, threads=args.threads, ident="CareSpace",
-                       max_request_body_size=64 * 1024 * 1024)
+                       max_request_body_size=64 * 1024 * 1024, connection_limit=args.connection_limit)
     finally:  # the access-event queue's figures (memory and lag under load), once everything queued is written
         audit = app.extensions["audit_log"]
         audit.flush(timeout=60)
@@ -117,6 +117,9 @@ def register(sub: Any) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--threads", type=int, default=8)
+    p.add_argument("--connection-limit", type=int, default=1000,
+                   help="open connections accepted at once (waitress's own default, 100, refuses the 101st "
+                        "keep-alive client)")
     p.set_defaults(func=_serve)
     p = sub.add_parser("db", help="database schema")
     dsub = p.add_subparsers(dest="db_command", metavar="ACTION")
