@@ -116,7 +116,7 @@ class AccessContext:
 
         Types outside the Patient compartment (Practitioner, Organization, Medication, ...) are the
         practice's shared data: readable by any caller whose scopes allow it, writable only by unconfined
-        callers (fhir_server.guard). Binary is outside R4's compartment but holds documents: it is
+        callers (fhir_server.access.guard). Binary is outside R4's compartment but holds documents: it is
         confined through its securityContext.
         """
         limit = self.confinement(grants)

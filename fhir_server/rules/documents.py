@@ -1,6 +1,6 @@
 """Documents: a Binary the practice posts as a patient's document is filed under that patient.
 
-Binary is outside R4's patient compartment, so fhir_server.guard releases one to a patient's callers
+Binary is outside R4's patient compartment, so fhir_server.access.guard releases one to a patient's callers
 only through its securityContext. When an unconfined writer (the practice, its EHR, the command line)
 stores a DocumentReference about a patient whose attachment is a Binary of this server without a
 securityContext, the Binary gets that patient as its securityContext, in the same transaction (also

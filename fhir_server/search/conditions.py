@@ -22,7 +22,7 @@ from .rows import CANDIDATE, RESOURCE, ROW
 
 # Parameters likely to be selective: they drive the query (IN), the rest are correlated EXISTS.
 _DRIVER_TYPES = ("reference", "token")
-# What an inner query over a type may see: extra conditions on its rows (fhir_server.guard confines them).
+# What an inner query over a type may see: extra conditions on its rows (fhir_server.access.guard confines them).
 Confine = Callable[[str, Any], list[ColumnElement[bool]]]
 # One named alias per table for the (single) driving subquery of a search, built once: building an alias's
 # columns costs more than the rest of a search's SQL. Conditions correlated to its res_pk use the tables.

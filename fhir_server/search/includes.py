@@ -1,4 +1,4 @@
-"""_include and _revinclude (with :iterate), each included resource access-checked like a read (fhir_server.guard)."""
+"""_include and _revinclude (with :iterate), each included resource access-checked like a read (fhir_server.access.guard)."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING

@@ -2,7 +2,7 @@
 conversations, Reply (answers any patient-side message, replies too), mark done, New message.
 
 Read state for the practice is the message's `received`; done is the meta tag urn:carespace:inbox-state|done.
-The FHIR server's rule (fhir_server/rules_messages.py) decides what may be answered, for every writer.
+The FHIR server's rule (fhir_server/rules/messages.py) decides what may be answered, for every writer.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The read fast path (fhir_server/fastpath.py) answers plain reads exactly as the Flask view would,
+"""The read fast path (fhir_server/rest/fastpath.py) answers plain reads exactly as the Flask view would,
 and leaves every other request, and every failing read, to Flask."""
 from __future__ import annotations
 
