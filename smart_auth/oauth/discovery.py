@@ -13,6 +13,8 @@ CAPABILITIES = ["launch-standalone", "launch-ehr", "client-public", "client-conf
 SCOPES = ["openid", "fhirUser", "profile", "launch", "launch/patient", "offline_access", "online_access",
           "patient/*.rs", "patient/*.cruds", "patient/*.read", "patient/*.write", "patient/*.*", "user/*.rs",
           "user/*.cruds", "user/*.read", "user/*.*", "system/*.rs", "system/*.cruds", "system/*.read", "system/*.*"]
+AUTH_METHODS = ["client_secret_basic", "private_key_jwt", "none"]
+SMART_ONLY = ("capabilities", "management_endpoint")
 OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
 
 
@@ -35,8 +37,10 @@ def smart_configuration(cfg: Mapping[str, Any]) -> dict[str, Any]:
         "management_endpoint": e["manage"],
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "response_types_supported": ["code"], "code_challenge_methods_supported": ["S256"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "private_key_jwt", "none"],
+        "token_endpoint_auth_methods_supported": AUTH_METHODS,
         "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384"],
+        "introspection_endpoint_auth_methods_supported": AUTH_METHODS,
+        "revocation_endpoint_auth_methods_supported": AUTH_METHODS,
         "scopes_supported": SCOPES, "capabilities": CAPABILITIES,
     }
     if "register" in e:
@@ -45,16 +49,11 @@ def smart_configuration(cfg: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def openid_configuration(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    e = endpoints(cfg)
-    doc = {"issuer": cfg["BASE_URL"], "authorization_endpoint": e["authorize"], "token_endpoint": e["token"],
-           "jwks_uri": e["jwks"], "response_types_supported": ["code"], "subject_types_supported": ["public"],
-           "id_token_signing_alg_values_supported": ["RS256"], "scopes_supported": ["openid", "fhirUser", "profile"],
-           "claims_supported": ["iss", "sub", "aud", "exp", "iat", "fhirUser", "name", "nonce"],
-           "grant_types_supported": ["authorization_code", "refresh_token"],
-           "token_endpoint_auth_methods_supported": ["client_secret_basic", "private_key_jwt", "none"],
-           "code_challenge_methods_supported": ["S256"]}
-    if "register" in e:
-        doc["registration_endpoint"] = e["register"]
+    """OpenID Connect Discovery 1.0 / RFC 8414 section 2: the SMART document's fields (the same values, so the
+    two documents agree) without its SMART-only members, plus the OpenID Provider fields."""
+    doc = {k: v for k, v in smart_configuration(cfg).items() if k not in SMART_ONLY}
+    doc.update({"subject_types_supported": ["public"], "id_token_signing_alg_values_supported": ["RS256"],
+                "claims_supported": ["iss", "sub", "aud", "exp", "iat", "fhirUser", "name", "nonce"]})
     return doc
 
 

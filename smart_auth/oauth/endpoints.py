@@ -4,18 +4,29 @@ from __future__ import annotations
 
 from typing import Any
 
-from authlib.oauth2.rfc6749 import InvalidClientError
+from authlib.oauth2.rfc6749 import InvalidClientError, InvalidRequestError
+from authlib.oauth2.rfc6749.requests import JsonPayload, JsonRequest
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7591 import ClientRegistrationEndpoint
 from authlib.oauth2.rfc7591.errors import InvalidClientMetadataError
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from flask import current_app
+from flask import request as flask_request
 
 from smart_auth.accounts.session import db, write_phase
 
 from . import repository as repo
 from .server import AUTH_METHODS, Client, Token, hooks
-from .service import InvalidToken, OAuthDomainError, active_patient_ids, register_client, resolve_token
+from .service import (
+    InvalidToken,
+    OAuthDomainError,
+    active_patient_ids,
+    check_client_metadata,
+    error_text,
+    is_resource_server,
+    register_client,
+    resolve_token,
+)
 
 
 def _find(token: str, hint: str | None) -> Token | None:
@@ -28,7 +39,8 @@ def _find(token: str, hint: str | None) -> Token | None:
 
 
 class Introspection(IntrospectionEndpoint):
-    """Any registered client, or any holder of a valid access token (Bearer), may introspect."""
+    """RFC 7662: the caller authenticates as a client (client authentication, or the Bearer access token of one
+    of its tokens); it learns about a token only when it is that token's own client or the resource server."""
 
     CLIENT_AUTH_METHODS = AUTH_METHODS
 
@@ -48,7 +60,13 @@ class Introspection(IntrospectionEndpoint):
         return _find(token_string, token_type_hint)
 
     def check_permission(self, token: Token, client: Any, request: Any) -> bool:
-        return True
+        """RFC 7662 section 4: the token's own client, or a resource server (a backend service the practice
+        registered); anyone else is told `active: false`, as for an unknown token (section 2.2)."""
+        allowed = client is not None and (token.check_client(client) or is_resource_server(client.row))
+        if not allowed:
+            hooks(current_app).audit("token-introspected", client.row.client_id if client else None, None,
+                                     "introspection of another app's token refused (answered active=false)", False)
+        return allowed
 
     def introspect_token(self, token: Token) -> dict[str, Any]:
         row = token.row
@@ -86,8 +104,42 @@ class Revocation(RevocationEndpoint):
                                  "revoked by the app (RFC 7009)", True)
 
 
+class _Body(JsonPayload):
+    """The request's JSON, None when it is not JSON at all (Flask's own error would be an HTML 400)."""
+
+    @property
+    def data(self) -> Any:
+        return flask_request.get_json(silent=True)
+
+
+class _Checked(JsonPayload):
+    def __init__(self, data: dict[str, Any]) -> None:  # noqa: D107
+        self._data = data
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return self._data
+
+
 class Registration(ClientRegistrationEndpoint):
     """RFC 7591 for public SMART apps; the practice turns it off with DYNAMIC_CLIENT_REGISTRATION."""
+
+    def create_endpoint_request(self, request: Any) -> JsonRequest:
+        req = JsonRequest(flask_request.method, flask_request.url, flask_request.headers)
+        req.payload = _Body()
+        return req
+
+    def extract_client_metadata(self, request: Any) -> dict[str, Any]:
+        """RFC 7591 section 3.2.2: a body that is not an object, or members of the wrong type or size, are
+        refused before Authlib's claims (which fail with TypeError on them)."""
+        body = request.payload.data
+        if not isinstance(body, dict) or not body:
+            raise InvalidRequestError("The registration must be a JSON object of client metadata (RFC 7591)")
+        try:
+            request.payload = _Checked(check_client_metadata(body))
+        except OAuthDomainError as exc:
+            raise InvalidClientMetadataError(error_text(str(exc))) from None
+        return super().extract_client_metadata(request)  # type: ignore[no-any-return]
 
     def authenticate_token(self, request: Any) -> bool:
         return bool(current_app.config.get("DYNAMIC_CLIENT_REGISTRATION", True))
@@ -112,7 +164,7 @@ class Registration(ClientRegistrationEndpoint):
                                   scope=str(client_metadata.get("scope") or ""), kind="public",
                                   launch_uri=client_metadata.get("initiate_login_uri"), dynamic=True)
         except OAuthDomainError as exc:
-            raise InvalidClientMetadataError(str(exc)) from None
+            raise InvalidClientMetadataError(error_text(str(exc))) from None
         db().commit()
         return Client(new.row)
 

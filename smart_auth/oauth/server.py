@@ -14,6 +14,7 @@ from authlib.oauth2.rfc6749 import (
     InvalidScopeError,
     OAuth2Request,
     UnauthorizedClientError,
+    UnsupportedResponseTypeError,
     grants,
 )
 from authlib.oauth2.rfc7636 import CodeChallenge
@@ -66,6 +67,19 @@ def smart_checks(grant: Any) -> None:
 
 class CodeGrant(grants.AuthorizationCodeGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
+
+    @staticmethod
+    def validate_authorization_redirect_uri(request: Any, client: Client) -> str:
+        """Authlib's check without echoing the URI into the description (a quote or non-ASCII made it raise)."""
+        uri = request.payload.redirect_uri
+        if uri:
+            if not client.check_redirect_uri(uri):
+                raise InvalidRequestError("The redirect_uri is not one registered for this app")
+            return str(uri)
+        default = client.get_default_redirect_uri()
+        if not default:
+            raise InvalidRequestError("Missing 'redirect_uri' in request.", state=request.payload.state)
+        return default
 
     def save_authorization_code(self, code: str, request: Any) -> None:
         d = request.decision
@@ -128,8 +142,17 @@ class RefreshGrant(grants.RefreshTokenGrant):
             raise InvalidScopeError(description="A refresh cannot widen the granted scopes")
 
     def authenticate_refresh_token(self, refresh_token: str) -> Token | None:
+        """RFC 9700 4.14.2: a refresh token used again after its rotation (or revocation) is taken for stolen:
+        every token descended from the same authorization code is revoked with it."""
         row = repo.token_by_refresh(write_phase(), refresh_token) if refresh_token else None  # rotated once
         if row is None:
+            return None
+        if row.revoked:
+            family = repo.revoke_tokens(db(), code_id=row.code_id) if row.code_id is not None else 0
+            db().commit()
+            if family:
+                hooks(current_app).refused(row.client_id, f"refresh token reused after rotation; {family} "
+                                                          "token(s) of its grant were revoked")
             return None
         token = Token(row, "refresh_token")
         return None if token.is_revoked() or token.is_expired() else token
@@ -192,8 +215,31 @@ def hooks(app: Flask) -> Hooks:
     return app.extensions["smart.hooks"]  # type: ignore[no-any-return]
 
 
+class OnlyCode(UnsupportedResponseTypeError):
+    """unsupported_response_type that never quotes the value sent (it may hold any character)."""
+
+    def __init__(self, redirect_uri: str | None) -> None:  # noqa: D107
+        super().__init__("code", redirect_uri=redirect_uri)
+
+    def get_error_description(self) -> str:
+        return "Only response_type=code is supported"
+
+
 class SmartServer(AuthorizationServer):
     """Authlib's Flask server, with requests replayable from stored parameters."""
+
+    def get_authorization_grant(self, request: OAuth2Request) -> Any:
+        """RFC 6749 4.1.2.1: an unknown response_type is unsupported_response_type (Authlib's own error quotes
+        the value into its description and raises ValueError on a quote or non-ASCII: a 500)."""
+        if request.payload.response_type == "code":
+            return super().get_authorization_grant(request)
+        redirect_uri = None
+        client = self.query_client(request.payload.client_id) if request.payload.client_id else None
+        if client is not None:
+            wanted = request.payload.redirect_uri
+            redirect_uri = (wanted if client.check_redirect_uri(wanted) else None) if wanted \
+                else client.get_default_redirect_uri()
+        raise OnlyCode(redirect_uri=redirect_uri)
 
     def create_oauth2_request(self, request: Any) -> OAuth2Request:
         if isinstance(request, OAuth2Request):

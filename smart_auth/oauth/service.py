@@ -26,6 +26,13 @@ from .token_cache import CHANGES, TokenCache
 log = logging.getLogger("carespace.oauth")
 PatientIds = Callable[[Session, User], list[str]]
 LAUNCH_TTL_S = 3600
+MAX_CLIENT_NAME = 200  # oauth_client.name
+MAX_REDIRECT_URIS = 10
+MAX_URI = 1000  # oauth_code.redirect_uri, oauth_client.launch_uri
+MAX_TEXT = 2000
+_STRINGS = ("client_name", "client_uri", "logo_uri", "tos_uri", "policy_uri", "jwks_uri", "software_id",
+            "software_version", "token_endpoint_auth_method", "scope", "initiate_login_uri", "software_statement")
+_LISTS = ("redirect_uris", "grant_types", "response_types", "contacts")
 
 
 class OAuthDomainError(Exception):
@@ -88,6 +95,51 @@ def register_client(dbs: Session, *, name: str, redirect_uris: list[str], scope:
     dbs.add(row)
     dbs.flush()
     return NewClient(client_id, secret, row)
+
+
+def error_text(text: str) -> str:
+    """RFC 6749 5.2: an error_description holds only %x20-21 / %x23-5B / %x5D-7E; anything else becomes '?'."""
+    return "".join(c if " " <= c <= "~" and c not in '"\\' else "?" for c in text)[:300]
+
+
+def check_client_metadata(body: object) -> dict[str, Any]:
+    """RFC 7591 section 2: the registration body is an object whose known members have their JSON types, within
+    the sizes the tables hold (a name of 200 characters, 10 redirect URIs of 1000); OAuthDomainError otherwise."""
+    if not isinstance(body, dict):
+        raise OAuthDomainError("The registration must be a JSON object of client metadata (RFC 7591)")
+    meta = {k: v for k, v in body.items() if v is not None}
+    for name in _STRINGS:
+        if name in meta and not isinstance(meta[name], str):
+            raise OAuthDomainError(f"{name} must be a string")
+        if len(meta.get(name) or "") > (MAX_URI if name.endswith("uri") else MAX_TEXT):
+            raise OAuthDomainError(f"{name} is too long")
+    for name in _LISTS:
+        value = meta.get(name, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) and len(v) <= MAX_URI for v in value):
+            raise OAuthDomainError(f"{name} must be an array of strings of at most {MAX_URI} characters")
+        if len(value) > MAX_REDIRECT_URIS:
+            raise OAuthDomainError(f"{name} may hold at most {MAX_REDIRECT_URIS} entries")
+    if len(meta.get("client_name") or "") > MAX_CLIENT_NAME:
+        raise OAuthDomainError(f"client_name may be at most {MAX_CLIENT_NAME} characters")
+    jwks = meta.get("jwks")
+    if jwks is not None and not (isinstance(jwks, dict) and isinstance(jwks.get("keys"), list)
+                                 and all(isinstance(k, dict) for k in jwks["keys"])):
+        raise OAuthDomainError("jwks must be an object with a keys array of JWK objects")
+    if any("\x00" in v for v in _strings_in(meta)):
+        raise OAuthDomainError("Client metadata must not contain NUL characters")
+    return meta
+
+
+def _strings_in(meta: dict[str, Any]) -> list[str]:
+    return [v for k in (*_STRINGS, *_LISTS) for v in (meta.get(k) if k in _LISTS else [meta.get(k)]) or []
+            if isinstance(v, str)]
+
+
+def is_resource_server(client: OAuthClient) -> bool:
+    """RFC 7662 section 4, who may introspect any token: a confidential backend service (client_credentials,
+    authenticated by private_key_jwt or a secret). Only the practice registers those (register-client, the
+    console); dynamic registration makes public apps only, which introspect nothing but their own tokens."""
+    return "client_credentials" in client.grant_types.split() and client.auth_method != "none"
 
 
 def resolve_token(dbs: Session, token: str, fhir_base: str, patient_ids: PatientIds) -> AccessContext:

@@ -66,6 +66,10 @@ def _oauth_error(err: Exception) -> Response:
     return resp
 
 
+for _code in (400, 403, 404, 405, 413, 415, 500):  # before the app's own pages for these statuses
+    bp.register_error_handler(_code, _oauth_error)
+
+
 @bp.get("/fhir/.well-known/smart-configuration")
 def smart_config() -> Response:
     return _json(smart_configuration(current_app.config))
