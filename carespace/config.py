@@ -94,6 +94,11 @@ def load(test_config: Mapping[str, Any] | None = None, env: Mapping[str, str] | 
         **{key: _int(env, f"CARESPACE_{key}", default) for key, default in (
             ("SEND_RECORD_TTL_DAYS", 30), ("SEND_RECORD_LIMIT_PER_IP", 60), ("SEND_RECORD_LIMIT_WINDOW_S", 900),
             ("SEND_RECORD_LIMIT_PER_RECORD", 30))},
+        **{key: _int(env, f"CARESPACE_{key}", default) for key, default in (
+            ("OAUTH_TOKEN_FAILURES_PER_IP", 30), ("OAUTH_TOKEN_FAILURES_PER_CLIENT", 100),
+            ("OAUTH_REGISTER_LIMIT_PER_IP", 20))},
+        "JWKS_TIMEOUT_S": _seconds(env, "CARESPACE_JWKS_TIMEOUT_S", 2.0),
+        "JWKS_FAILURE_CACHE_S": _seconds(env, "CARESPACE_JWKS_FAILURE_CACHE_S", 60.0),
         "STAFF_REQUIRE_2FA": _flag(env, "CARESPACE_STAFF_REQUIRE_2FA", False),
         "UPLOAD_MAX_BYTES": _megabytes(env, "CARESPACE_UPLOAD_MAX_MB", 20),
     }

@@ -23,14 +23,16 @@ from smart_auth.accounts.session import (
 )
 
 from . import repository as repo
+from .models import AppGrant
 from .scopes import (
     CATEGORY_CHOICES,
     LABELS,
     Choices,
     apply_choices,
-    covers,
     describe,
     has_patient_scopes,
+    offered_ticked,
+    remembered_grant,
     resource_types,
     split,
 )
@@ -84,9 +86,12 @@ def _offer(user: User, client_id: str, requested: list[str], params: dict[str, s
 
 
 def _approve(req: StoredRequest, grant: Any, user: User, offer: Offer, choice: PatientChoice | None,
-             granted: list[str]) -> Any:
+             granted: list[str], previous: AppGrant | None = None) -> Any:
+    """Issue the code; a request the remembered decision answered keeps that (maybe wider) decision as it was."""
     patient_id = choice.patient_id if choice is not None and offer.needs_patient else None
-    remembered = remember_consent(write_phase(), user.id, req.client.row.client_id, patient_id, offer.requested, granted)
+    asked, allowed = (split(previous.requested_scope), split(previous.granted_scope)) if previous is not None \
+        else (offer.requested, granted)
+    remembered = remember_consent(write_phase(), user.id, req.client.row.client_id, patient_id, asked, allowed)
     db().commit()
     req.decision = {"scope": " ".join(granted), "patient_id": patient_id,
                     "fhir_user": fhir_user_ref(user, choice), "ehr_launch": offer.ehr_launch,
@@ -119,9 +124,10 @@ def authorize() -> Any:
     if offer.fixed is not None and params.get("prompt") != "consent":
         previous = repo.app_grant(db(), user.id, req.client.row.client_id,
                                   offer.fixed.patient_id if offer.needs_patient else None)
-        if previous is not None and set(requested) <= set(split(previous.requested_scope)):
-            granted = [g for g in split(previous.granted_scope) if any(covers(r, g) for r in requested)]
-            return _approve(req, grant, user, offer, offer.fixed, granted)
+        granted = remembered_grant(requested, split(previous.requested_scope), split(previous.granted_scope)) \
+            if previous is not None else None
+        if previous is not None and granted is not None:
+            return _approve(req, grant, user, offer, offer.fixed, granted, previous)
     pending = dict(session.get("oauth_pending") or {})
     rid = secrets.token_urlsafe(12)
     pending[rid] = params
@@ -130,24 +136,24 @@ def authorize() -> Any:
 
 
 def _page(req: StoredRequest, offer: Offer, rid: str) -> dict[str, Any]:
-    """Consent page context, pre-filled with the user's earlier decision for this app when there is one."""
+    """Consent page context, pre-filled from the user's earlier decision for this app: what it granted (a wider
+    grant covers a narrower request) and what it never asked are ticked; only what the user declined is not."""
     types = resource_types(offer.requested)
     unfiltered = {t for s in offer.requested if (t := _type_of(s)) and "?" not in s}
     user = current_user()
     earlier = repo.app_grant(db(), user.id, req.client.row.client_id,
                              offer.fixed.patient_id if offer.fixed and offer.needs_patient else None) if user else None
-    before = split(earlier.granted_scope) if earlier else None
+    asked, before = (split(earlier.requested_scope), split(earlier.granted_scope)) if earlier else ([], [])
     return {
         "rid": rid, "app_name": req.client.row.name, "offer": offer,
         "general": [describe(s) for s in offer.requested if _type_of(s) is None and s != "offline_access"],
         "types": [{"type": t, "label": LABELS.get(t, t), "what": "; ".join(
             describe(s) for s in offer.requested if _type_of(s) == t),
-            "checked": before is None or any(_type_of(b) == t for b in before),
-            "categories": [(v, label, before is not None and any(b.endswith(f"?category={v}") and _type_of(b) == t
-                                                                  for b in before))
+            "checked": any(offered_ticked(s, asked, before) for s in offer.requested if _type_of(s) == t),
+            "categories": [(v, label, any(b.endswith(f"?category={v}") and _type_of(b) == t for b in before))
                            for v, label in CATEGORY_CHOICES.get(t, [])] if t in unfiltered else []} for t in types],
         "offline": "offline_access" in offer.requested,
-        "offline_checked": before is None or "offline_access" in before, "active_tab": None,
+        "offline_checked": offered_ticked("offline_access", asked, before), "active_tab": None,
     }
 
 

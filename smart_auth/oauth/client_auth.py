@@ -33,6 +33,15 @@ def _segment(token: str, i: int) -> dict[str, Any]:
     return data
 
 
+def unverified_issuer(assertion: str) -> str | None:
+    """The `iss` an assertion claims, before any check (to name the client a failed request counts against)."""
+    try:
+        iss = _segment(assertion, 1).get("iss")
+    except InvalidClientError:
+        return None
+    return iss if isinstance(iss, str) else None
+
+
 def private_key_jwt(token_url: Callable[[], str], keys: ClientKeys, use_jti: Callable[[str, str, int], bool],
                     now: Callable[[], int]) -> Callable[[Any, Any], Any]:
     """An Authlib client-auth function for the `private_key_jwt` method."""
@@ -61,6 +70,8 @@ def private_key_jwt(token_url: Callable[[], str], keys: ClientKeys, use_jti: Cal
             raise InvalidClientError(description="The assertion's jku is not the client's registered JWKS URL")
         try:
             key = find_key(keys.key_set(client.row.jwks, client.row.jwks_uri), header.get("kid"), alg)
+            if key is None and client.row.jwks_uri:  # maybe rotated since the keys were cached
+                key = find_key(keys.key_set(None, client.row.jwks_uri, fresh=True), header.get("kid"), alg)
         except Exception:  # noqa: BLE001 - unreachable or malformed JWKS: the client cannot authenticate
             raise InvalidClientError(description="The client's JWKS could not be read") from None
         if key is None:
@@ -80,8 +91,8 @@ def private_key_jwt(token_url: Callable[[], str], keys: ClientKeys, use_jti: Cal
         if not isinstance(exp, (int, float)) or exp < t - LEEWAY_S or exp > t + MAX_LIFETIME_S + LEEWAY_S:
             raise InvalidClientError(description="The assertion's exp must be in the next five minutes")
         jti = claims.get("jti")
-        if not isinstance(jti, str) or not jti:
-            raise InvalidClientError(description="The assertion needs a jti")
+        if not isinstance(jti, str) or not jti or len(jti) > 255 or "\x00" in jti:
+            raise InvalidClientError(description="The assertion needs a jti of at most 255 characters")
         if not use_jti(client_id, jti, int(exp)):
             raise InvalidClientError(description="This client_assertion was already used (jti replay)")
         return client

@@ -23,7 +23,8 @@ def now() -> int:
 
 
 def client(dbs: Session, client_id: str | None) -> OAuthClient | None:
-    if not client_id:
+    """The registered client, None for an unknown id (or one no client_id can be: too long, holding NUL)."""
+    if not client_id or not isinstance(client_id, str) or len(client_id) > 64 or "\x00" in client_id:
         return None
     return dbs.execute(select(OAuthClient).where(OAuthClient.client_id == client_id)).scalar_one_or_none()
 

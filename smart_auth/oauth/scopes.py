@@ -149,5 +149,28 @@ def apply_choices(scopes: list[str], choices: Choices) -> list[str]:
     return [s for i, s in enumerate(out) if s not in out[:i]]
 
 
+def offered_ticked(scope: str, asked: list[str], granted: list[str]) -> bool:
+    """Consent prefill: ticked when an earlier grant covers `scope` (or part of it, such as a category), or when
+    it was never asked before (offered as the first time); unticked only when the user declined it before."""
+    if any(covers(g, scope) or covers(scope, g) for g in granted):
+        return True
+    return not any(covers(a, scope) for a in asked)
+
+
+def remembered_grant(requested: list[str], asked: list[str], granted: list[str]) -> list[str] | None:
+    """A repeated request answered from the remembered decision: None when it asks for anything not asked before
+    (the consent page is shown); else each requested scope an earlier grant covers, or the narrower scopes of
+    that grant it covers (categories), never more than requested."""
+    if not all(any(covers(a, r) for a in asked) for r in requested):
+        return None
+    out: list[str] = []
+    for r in requested:
+        if any(covers(g, r) for g in granted):
+            out.append(r)
+        else:
+            out.extend(g for g in granted if covers(r, g))
+    return [s for i, s in enumerate(out) if s not in out[:i]]
+
+
 def has_patient_scopes(scopes: list[str]) -> bool:
     return any((g := parse_scope(s)) is not None and g.level == "patient" for s in scopes)

@@ -3,6 +3,7 @@ init_app wires the authorization server, the FHIR bearer-token resolver, CORS an
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
@@ -12,11 +13,13 @@ from fhir_server import AccessContext, HeaderResolver, Unauthorized
 from smart_auth.accounts.models import PatientAccess, User
 from smart_auth.accounts.session import db, write_phase
 
+from . import limits
 from . import repository as repo
-from .client_auth import private_key_jwt
+from .client_auth import private_key_jwt, unverified_issuer
 from .discovery import STYLE, endpoints, openid_configuration, security_hook, smart_configuration
 from .endpoints import Introspection, Registration, Revocation
 from .keys import ClientKeys, ServerKey
+from .limits import Limits
 from .models import AppGrant, OAuthToken
 from .server import Hooks, SmartServer, build_server
 from .service import InvalidToken, active_patient_ids, resolve_bearer
@@ -90,12 +93,49 @@ def smart_style() -> Response:
     return _json(STYLE)
 
 
+def _limits() -> Limits:
+    return current_app.extensions["smart.limits"]  # type: ignore[no-any-return]
+
+
+def _too_many(wait: int, what: str) -> Response:
+    """RFC 6585 section 4: 429 with Retry-After, in RFC 6749 section 5.2 JSON."""
+    resp = jsonify(error="temporarily_unavailable",
+                   error_description=f"Too many {what} from here; try again in {max(1, wait // 60)} minute(s)")
+    resp.status_code = 429
+    resp.headers["Retry-After"] = str(wait)
+    resp.headers["Cache-Control"] = "no-store"
+    resp.headers["Pragma"] = "no-cache"
+    return resp
+
+
+def _count(keys: list[tuple[str, int]]) -> None:
+    """Count an attempt on the rate-limit keys in a short write unit of its own."""
+    limits.count(write_phase(), keys, time.time())
+    db().commit()
+
+
+def _named_client() -> str | None:
+    """The registered client a token request names (HTTP Basic, client_id or the assertion's issuer), if any."""
+    auth = request.authorization
+    named = auth.username if auth is not None and auth.type == "basic" else request.form.get("client_id")
+    if not named and request.form.get("client_assertion"):
+        named = unverified_issuer(request.form["client_assertion"])
+    return named if named and repo.client(db(), named) is not None else None
+
+
 @bp.post("/oauth/token")
 def token() -> Response:
+    keys = _limits().token_keys(request.remote_addr, _named_client())
+    wait = limits.wait_seconds(db(), keys, time.time())
+    if wait:
+        current_app.extensions["smart.hooks"].refused(request.form.get("client_id"), "token request rate-limited")
+        return _too_many(wait, "failed token requests")
     resp: Response = server().create_token_response()
     if resp.status_code >= 400:
         db().rollback()
         body = resp.get_json(silent=True) or {}
+        if body.get("error") in limits.COUNTED_ERRORS:
+            _count(keys)
         current_app.extensions["smart.hooks"].refused(
             request.form.get("client_id"), f"{body.get('error')}: {body.get('error_description', '')}")
     return resp
@@ -128,6 +168,11 @@ def register() -> Response:
                                                                 "ask the practice to register the app")
         resp.status_code = 403
         return resp
+    keys = _limits().register_keys(request.remote_addr)
+    wait = limits.wait_seconds(db(), keys, time.time())
+    if wait:
+        return _too_many(wait, "app registrations")
+    _count(keys)
     return server().create_endpoint_response(Registration.ENDPOINT_NAME)  # type: ignore[no-any-return]
 
 
@@ -206,6 +251,10 @@ def init_app(app: Flask) -> None:
 
     key = ServerKey(app.config["INSTANCE_DIR"])
     app.extensions["smart.key"] = key
+    cfg = app.config
+    app.extensions["smart.limits"] = Limits(cfg.get("OAUTH_TOKEN_FAILURES_PER_IP", 30),
+                                            cfg.get("OAUTH_TOKEN_FAILURES_PER_CLIENT", 100),
+                                            cfg.get("OAUTH_REGISTER_LIMIT_PER_IP", 20))
     audit = make_audit(app)
     app.extensions["smart.hooks"] = Hooks(make_save(app, key), audit)
 
@@ -214,7 +263,9 @@ def init_app(app: Flask) -> None:
         db().commit()
         return ok
 
-    auth = private_key_jwt(lambda: endpoints(app.config)["token"], ClientKeys(), use_jti, repo.now)
+    client_keys = ClientKeys(float(cfg.get("JWKS_TIMEOUT_S", 2.0)), float(cfg.get("JWKS_FAILURE_CACHE_S", 60.0)))
+    app.extensions["smart.client_keys"] = client_keys
+    auth = private_key_jwt(lambda: endpoints(app.config)["token"], client_keys, use_jti, repo.now)
     srv = build_server(app, auth)
     srv.register_endpoint(Introspection)
     srv.register_endpoint(Revocation)
