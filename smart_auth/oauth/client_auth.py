@@ -6,11 +6,14 @@ URL, exp at most five minutes ahead, and a jti never seen before.
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from collections.abc import Callable
 from typing import Any
 
 from authlib.oauth2.rfc6749 import InvalidClientError
+from authlib.oauth2.rfc6749.authenticate_client import authenticate_client_secret_basic
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.util import urlsafe_b64decode
@@ -31,6 +34,22 @@ def _segment(token: str, i: int) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise InvalidClientError(description="client_assertion is not a JWT")
     return data
+
+
+def client_secret_basic(query_client: Callable[[str], Any], request: Any) -> Any:
+    """RFC 6749 2.3.1 HTTP Basic, refusing a malformed header with invalid_client (Authlib's parser raised
+    ValueError on `Basic` without credentials and on credentials that are not UTF-8: a 500)."""
+    scheme, _, value = (request.headers.get("Authorization") or "").strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(value.strip()).decode("utf-8")
+    except (binascii.Error, ValueError):
+        decoded = ""
+    if ":" not in decoded:
+        raise InvalidClientError(status_code=401, description="HTTP Basic credentials must be base64 of "
+                                                              "client_id:client_secret")
+    return authenticate_client_secret_basic(query_client, request)
 
 
 def unverified_issuer(assertion: str) -> str | None:

@@ -26,6 +26,7 @@ from smart_auth.accounts.session import db, write_phase
 
 from . import repository as repo
 from .adapters import Client, Code, FlaskRequest, StoredRequest, Token
+from .client_auth import client_secret_basic
 from .models import AuthCode, EncounterContext
 from .scopes import allowed, covers, split
 from .service import same_resource
@@ -169,7 +170,7 @@ class BackendGrant(grants.ClientCredentialsGrant):
     """SMART Backend Services: private_key_jwt (or a secret via HTTP Basic) and system/ scopes only."""
 
     def validate_token_request(self) -> None:
-        basic = (self.request.headers.get("Authorization") or "").lower().startswith("basic ")
+        basic = (self.request.headers.get("Authorization") or "").strip().partition(" ")[0].lower() == "basic"
         self.TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic"] if basic else ["private_key_jwt"]
         client = self.authenticate_token_endpoint_client()
         if not client.check_grant_type(self.GRANT_TYPE):
@@ -258,6 +259,7 @@ def build_server(app: Flask, client_auth: Callable[[Any, Any], Any]) -> SmartSer
                          save_token=lambda token, request: hooks(app).save(token, request))
     server.register_token_generator("default", generate_bearer)
     server.register_client_auth_method("private_key_jwt", client_auth)
+    server.register_client_auth_method("client_secret_basic", client_secret_basic)
     server.register_grant(CodeGrant, [S256Only(required=True), smart_checks])
     server.register_grant(RefreshGrant)
     server.register_grant(BackendGrant)

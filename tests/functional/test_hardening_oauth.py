@@ -3,6 +3,7 @@ documents agree), 7 (no 500 from /oauth/authorize or /oauth/register), 9 (refres
 family), 10 (who may introspect), 12 (a slow jwks_uri), 14 (rate limits on /oauth/token and /oauth/register)."""
 from __future__ import annotations
 
+import base64
 import json
 import re
 import threading
@@ -136,6 +137,15 @@ def test_item7_registration_of_a_malformed_body_is_a_400(smart, body, error):
     r = smart.client.post("/oauth/register", data=body, content_type="application/json")
     assert r.status_code == 400 and r.headers["Content-Type"].startswith("application/json")
     assert r.get_json()["error"] == error
+
+
+@pytest.mark.parametrize("header", ["Basic", "Basic ", "Basic " + base64.b64encode(b"\xff:\xfe").decode(),
+                                    "Basic " + base64.b64encode(b"no-colon").decode(), "Basic %%%"])
+def test_item7_a_malformed_basic_header_is_invalid_client_not_a_500(smart, header):
+    for path in ("/oauth/token", "/oauth/introspect", "/oauth/revoke"):
+        r = smart.client.post(path, data={"grant_type": "client_credentials", "token": "x"},
+                              headers={"Authorization": header})
+        assert r.status_code == 401 and r.get_json()["error"] == "invalid_client", (path, r.get_json())
 
 
 # ---- 9. refresh-token replay ----
