@@ -4,7 +4,16 @@ from __future__ import annotations
 import pytest
 
 from fhir_server.access.context import AccessContext, parse_scope
-from smart_auth.oauth.scopes import Choices, allowed, apply_choices, covers, describe, split
+from smart_auth.oauth.scopes import (
+    Choices,
+    allowed,
+    apply_choices,
+    covers,
+    describe,
+    offered_ticked,
+    remembered_grant,
+    split,
+)
 
 CAT = "http://terminology.hl7.org/CodeSystem/observation-category"
 
@@ -70,3 +79,24 @@ def test_access_context_user_scopes_are_confined_to_the_persons_patients():
     system = AccessContext.from_scopes(["system/*.rs"])
     assert system.kind == "system" and system.compartment_limit("Observation", system.require("Observation", "read")) \
         is None
+
+
+def test_consent_prefill_ticks_what_a_wider_grant_covers_and_what_was_never_asked():
+    asked, granted = ["launch/patient", "patient/*.rs", "patient/Condition.rs"], ["launch/patient", "patient/*.rs"]
+    assert offered_ticked("patient/Observation.rs", asked, granted)  # covered by the wider grant
+    assert offered_ticked("offline_access", asked, granted)  # never asked before
+    assert not offered_ticked("offline_access", [*asked, "offline_access"], granted)  # declined before
+    assert offered_ticked("patient/Observation.rs", ["patient/Observation.rs"],
+                          [f"patient/Observation.rs?category={CAT}|laboratory"])  # a category of it was granted
+    assert not offered_ticked("patient/Patient.rs", ["patient/Patient.rs"], ["launch/patient"])  # declined before
+
+
+def test_remembered_grant_answers_only_requests_that_ask_nothing_new():
+    asked = granted = ["launch/patient", "offline_access", "patient/*.rs"]
+    assert remembered_grant(["launch/patient", "patient/Observation.rs"], asked, granted) == [
+        "launch/patient", "patient/Observation.rs"]
+    assert remembered_grant(["launch/patient", "openid"], asked, granted) is None
+    lab = f"patient/Observation.rs?category={CAT}|laboratory"
+    assert remembered_grant(["patient/Observation.rs"], ["patient/Observation.rs"], [lab]) == [lab]
+    assert remembered_grant(["patient/Observation.rs", "offline_access"], ["patient/Observation.rs",
+                                                                           "offline_access"], []) == []
