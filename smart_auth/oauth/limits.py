@@ -11,8 +11,6 @@ from sqlalchemy.orm import Session
 
 from smart_auth.accounts import security
 
-COUNTED_ERRORS = ("invalid_client", "invalid_grant")  # guesses of secrets, assertions, codes, refresh tokens
-
 
 @dataclass(frozen=True)
 class Limits:
@@ -31,6 +29,13 @@ class Limits:
 
     def register_keys(self, ip: str | None) -> list[tuple[str, int]]:
         return [(f"oauth-register-ip:{ip}"[:400], self.register_per_ip)] if ip and self.register_per_ip > 0 else []
+
+
+def counted(error: str | None, unknown_grant: bool) -> bool:
+    """A failed token request counts when it guessed: client credentials that do not authenticate
+    (invalid_client), or a code or refresh token that does not exist (invalid_grant for an unknown value; a
+    real one used up, expired or revoked is an app's mistake, not a guess)."""
+    return error == "invalid_client" or (error == "invalid_grant" and unknown_grant)
 
 
 def wait_seconds(dbs: Session, keys: list[tuple[str, int]], now: float) -> int:

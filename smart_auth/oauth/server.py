@@ -18,7 +18,7 @@ from authlib.oauth2.rfc6749 import (
     grants,
 )
 from authlib.oauth2.rfc7636 import CodeChallenge
-from flask import Flask, current_app
+from flask import Flask, current_app, g
 from flask import request as flask_request
 
 from smart_auth.accounts.models import User
@@ -52,6 +52,12 @@ class S256Only(CodeChallenge):
         if not data.get("code_challenge") and grant.request.client.row.auth_method == "none":
             raise InvalidRequestError("Public apps must use PKCE (code_challenge with S256)")
         super().validate_code_challenge(grant, redirect_uri)
+
+
+def guessed() -> None:
+    """Mark this token request as naming a code or refresh token that does not exist (a guess, for the rate
+    limit), as opposed to a real one that is used up, expired or revoked."""
+    g.oauth_guess = True
 
 
 def smart_checks(grant: Any) -> None:
@@ -101,6 +107,7 @@ class CodeGrant(grants.AuthorizationCodeGrant):
     def query_authorization_code(self, code: str, client: Client) -> Code | None:
         row = repo.code(write_phase(), code)  # used at most once: looked up by the writer that marks it used
         if row is None or row.client_id != client.row.client_id:
+            guessed()
             return None
         if row.used:  # RFC 6749 4.1.2: a replayed code revokes what it issued
             repo.revoke_tokens(db(), code_id=row.id)
@@ -147,6 +154,7 @@ class RefreshGrant(grants.RefreshTokenGrant):
         every token descended from the same authorization code is revoked with it."""
         row = repo.token_by_refresh(write_phase(), refresh_token) if refresh_token else None  # rotated once
         if row is None:
+            guessed()
             return None
         if row.revoked:
             family = repo.revoke_tokens(db(), code_id=row.code_id) if row.code_id is not None else 0

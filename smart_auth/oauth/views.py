@@ -6,7 +6,7 @@ import logging
 import time
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from fhir_server import AccessContext, HeaderResolver, Unauthorized
@@ -134,7 +134,7 @@ def token() -> Response:
     if resp.status_code >= 400:
         db().rollback()
         body = resp.get_json(silent=True) or {}
-        if body.get("error") in limits.COUNTED_ERRORS:
+        if limits.counted(body.get("error"), bool(g.get("oauth_guess"))):
             _count(keys)
         current_app.extensions["smart.hooks"].refused(
             request.form.get("client_id"), f"{body.get('error')}: {body.get('error_description', '')}")
