@@ -1,5 +1,9 @@
 """SMART on FHIR HTTP surface: discovery, token, introspection, revocation, registration, JWKS;
-init_app wires the authorization server, the FHIR bearer-token resolver, CORS and revocation hooks."""
+init_app wires the authorization server, the FHIR bearer-token resolver, CORS and revocation hooks.
+
+Every answer of these endpoints is RFC 6749 section 5.2 JSON: Authlib's OAuth2Error (400/401), 429
+temporarily_unavailable with Retry-After (limits.py: guessed credentials on /oauth/token, registrations),
+503 temporarily_unavailable (database busy), 500 server_error; HTTP errors keep that shape too."""
 from __future__ import annotations
 
 import logging
