@@ -94,6 +94,8 @@ def load(test_config: Mapping[str, Any] | None = None, env: Mapping[str, str] | 
         **{key: _int(env, f"CARESPACE_{key}", default) for key, default in (
             ("SEND_RECORD_TTL_DAYS", 30), ("SEND_RECORD_LIMIT_PER_IP", 60), ("SEND_RECORD_LIMIT_WINDOW_S", 900),
             ("SEND_RECORD_LIMIT_PER_RECORD", 30))},
+        "NOTIFY_WINDOW_S": _seconds(env, "CARESPACE_NOTIFY_WINDOW_S", 300.0),
+        "PRACTICE_EMAIL": (env.get("CARESPACE_PRACTICE_EMAIL") or "").strip() or None,
         "STAFF_REQUIRE_2FA": _flag(env, "CARESPACE_STAFF_REQUIRE_2FA", False),
         "UPLOAD_MAX_BYTES": _megabytes(env, "CARESPACE_UPLOAD_MAX_MB", 20),
     }
