@@ -106,7 +106,8 @@ class NotificationPeople:
                                   User.status == "active")
                            .order_by(PatientAccess.user_id)).all()
         for pid, uid in rows:
-            out[pid].append(user_recipient(int(uid)))
+            if uid is not None:
+                out[pid].append(user_recipient(int(uid)))
         return out
 
     def delivery(self, dbs: Session, recipient: str, pending: Iterable[tuple[str, str]]) -> Delivery | None:
