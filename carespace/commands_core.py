@@ -103,7 +103,7 @@ def _import(args: argparse.Namespace) -> int:
     if missing:
         raise CommandError(f"no such file: {missing[0]}")
     try:
-        totals, secs = run_import(app.extensions["fhir_service"], paths)
+        totals, secs = run_import(app.extensions["fhir_service"], paths, notify=args.notify)
     except ImportError_ as exc:
         raise CommandError(str(exc)) from None
     n = sum(totals.values())
@@ -130,4 +130,8 @@ def register(sub: Any) -> None:
     c.set_defaults(func=_current)
     p = sub.add_parser("import", help="load FHIR Bundles or NDJSON files")
     p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--notify", action="store_true",
+                   help="tell patients and their people by email about new results, documents and messages in the "
+                        "files (historical data tells nobody without it); the running server sends the mails "
+                        "after the batching window")
     p.set_defaults(func=_import)

@@ -99,6 +99,8 @@ def load(test_config: Mapping[str, Any] | None = None, env: Mapping[str, str] | 
             ("OAUTH_REGISTER_LIMIT_PER_IP", 20))},
         "JWKS_TIMEOUT_S": _seconds(env, "CARESPACE_JWKS_TIMEOUT_S", 2.0),
         "JWKS_FAILURE_CACHE_S": _seconds(env, "CARESPACE_JWKS_FAILURE_CACHE_S", 60.0),
+        "NOTIFY_WINDOW_S": _seconds(env, "CARESPACE_NOTIFY_WINDOW_S", 300.0),
+        "PRACTICE_EMAIL": (env.get("CARESPACE_PRACTICE_EMAIL") or "").strip() or None,
         "STAFF_REQUIRE_2FA": _flag(env, "CARESPACE_STAFF_REQUIRE_2FA", False),
         "UPLOAD_MAX_BYTES": _megabytes(env, "CARESPACE_UPLOAD_MAX_MB", 20),
     }

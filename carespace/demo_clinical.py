@@ -57,7 +57,7 @@ def _exists(svc: FhirService, ctx: AccessContext, rtype: str, key: str) -> str |
 
 def practice(svc: FhirService, ctx: AccessContext | None = None) -> tuple[str, str]:
     """(Organization id, Practitioner id) of the demo practice and its physician."""
-    ctx = ctx or AccessContext.system("demo")
+    ctx = ctx or AccessContext.system("demo", notify=False)
     org = _create(svc, ctx, {"resourceType": "Organization", "active": True, "name": "CareSpace Family Practice",
                              "telecom": [{"system": "phone", "value": "555-0100"}]}, "practice")
     doc = _create(svc, ctx, {"resourceType": "Practitioner", "active": True,
@@ -68,7 +68,7 @@ def practice(svc: FhirService, ctx: AccessContext | None = None) -> tuple[str, s
 
 def add_clinical_demo(fhir_service: FhirService, patient_id: str) -> dict[str, int]:
     """Load demo labs, documents and messages for Patient/<patient_id>; idempotent. Returns counts."""
-    svc, ctx = fhir_service, AccessContext.system("demo")
+    svc, ctx = fhir_service, AccessContext.system("demo", notify=False)
     org, dr = practice(svc, ctx)
     now = _now()
     counts = {"Observation": 0, "DocumentReference": 0, "Communication": 0}
@@ -199,7 +199,7 @@ INBOX = [
 def add_inbox_demo(fhir_service: FhirService, patient_id: str, proxy_ref: str | None = None,
                    reply_to_first: bool = True, keys: tuple[str, ...] = ("rx-refill", "question", "proxy")) -> int:
     """Patient-side messages waiting in the practice's Inbox (and a reply to a practice message); idempotent."""
-    svc, ctx = fhir_service, AccessContext.system("demo")
+    svc, ctx = fhir_service, AccessContext.system("demo", notify=False)
     org, dr = practice(svc, ctx)
     now = _now()
     count = 0

@@ -27,6 +27,8 @@ log = logging.getLogger("carespace.mail")
 CLAIM_S = 120.0  # a claimed row is retried by anyone if its sender vanished for this long
 MAX_BACKOFF_S = 3600.0
 POLL_S = 30.0
+RESERVED_HEADERS = {"from", "to", "subject", "date", "message-id", "content-type", "mime-version",
+                    "content-transfer-encoding"}
 
 
 @dataclass(frozen=True)
@@ -73,11 +75,15 @@ class OutboxMailer:
 
     # -- queueing -------------------------------------------------------------------------------
     def send(self, to: str, subject: str, text: str, *, html: str | None = None,
-             links: list[str] | None = None, session: Session | None = None) -> int:
+             links: list[str] | None = None, session: Session | None = None,
+             headers: dict[str, str] | None = None) -> int:
         """Queue one mail; with `session` it joins the caller's transaction and goes out after its commit."""
+        for name, value in (headers or {}).items():
+            if name.lower() in RESERVED_HEADERS or "\n" in name + value or "\r" in name + value:
+                raise ValueError(f"header {name!r} cannot be set here")
         row = OutboxMail(to_addr=to.strip(), subject=subject, text_body=text, html_body=html,
                          links=json.dumps(list(links or [])), status="queued", attempts=0, due_at=0.0,
-                         created_at=utcnow())
+                         headers=json.dumps(headers) if headers else None, created_at=utcnow())
         if session is not None:
             session.add(row)
             session.flush()
@@ -204,6 +210,8 @@ class OutboxMailer:
         msg["Subject"] = row.subject
         msg["Date"] = formatdate(localtime=False)
         msg["Message-ID"] = make_msgid(domain=(parseaddr(self.mail_from)[1].split("@")[-1] or "carespace"))
+        for name, value in json.loads(row.headers or "{}").items():
+            msg[name] = value
         msg.set_content(row.text_body)
         if row.html_body:
             msg.add_alternative(row.html_body, subtype="html")
@@ -233,6 +241,7 @@ class OutboxMailer:
             rows = list(reversed(s.execute(q).scalars().all()))
         return [{"id": r.id, "to": r.to_addr, "subject": r.subject, "status": r.status,
                  "links": json.loads(r.links or "[]"), "text": r.text_body, "html": r.html_body,
+                 "headers": json.loads(r.headers or "{}"),
                  "attempts": r.attempts, "last_error": r.last_error,
                  "created_at": r.created_at} for r in rows]
 

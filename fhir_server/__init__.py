@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from .access.context import AccessContext, ScopeGrant, parse_scope
 from .audit import AuditLog, audit_event
+from .committed import Commit, CommitHook, CommittedWrite
 from .errors import (
     BadRequest,
     Conflict,
@@ -47,7 +48,7 @@ from .storage.models import Base as FhirBase
 from .stored import Stored, UnitOfWork, WriteResult
 
 __all__ = [
-    "AccessContext", "AuditLog", "BadRequest", "CATEGORY_SYSTEM", "Conflict", "EverythingPage", "EverythingRequest",
+    "AccessContext", "AuditLog", "BadRequest", "CATEGORY_SYSTEM", "Commit", "CommitHook", "CommittedWrite", "Conflict", "EverythingPage", "EverythingRequest",
     "FhirBase", "FhirError", "FhirService", "Forbidden", "Gone", "HeaderResolver", "HotSelect", "InternalError",
     "MAX_MESSAGE_CHARS", "MAX_SUBJECT_CHARS", "MethodNotAllowed", "NotFound", "PATIENT_CATEGORIES",
     "PayloadTooLarge", "PreconditionFailed", "ScopeGrant", "Stored", "Unauthorized", "UnsupportedMediaType",

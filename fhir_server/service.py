@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -11,7 +12,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from . import rules
+from . import committed, rules
 from .access.context import AccessContext
 from .access.guard import Guard
 from .errors import BadRequest, Conflict, Forbidden, Gone, NotFound, PreconditionFailed
@@ -32,6 +33,7 @@ from .stored import Stored, UnitOfWork, WriteResult
 
 # (caller, action, type, resources touched, succeeded, the patients they belong to when the caller knows them,
 #  patients the request named)
+log = logging.getLogger("fhir_server.service")
 AuditHook = Callable[[AccessContext, str, str, list[str], bool, "Iterable[str] | None", list[str]], None]
 
 
@@ -56,6 +58,7 @@ class FhirService:
         self.codec = CursorCodec(secret)
         self.audit = audit
         self.settle: Callable[[], object] | None = None  # writes queued AuditEvents (AuditLog.flush)
+        self.on_commit: list[committed.CommitHook] = []  # told of every committed unit that wrote resources
 
     @contextmanager
     def unit(self, write: bool = False) -> Iterator[Repository]:
@@ -66,6 +69,7 @@ class FhirService:
                 repo = Repository(session, self.extractor)
                 yield repo
                 repo.flush_index()
+                written = committed.take(session.info)
                 session.commit()
             except IntegrityError as exc:
                 session.rollback()
@@ -76,6 +80,16 @@ class FhirService:
             except BaseException:
                 session.rollback()
                 raise
+        if written is not None:
+            self._committed(written)
+
+    def _committed(self, commit: committed.Commit) -> None:
+        """Tell the hooks what a unit wrote; the data is stored already, so a failing hook is logged, not raised."""
+        for hook in list(self.on_commit):
+            try:
+                hook(commit)
+            except Exception:  # noqa: BLE001 - never turn a stored write into an error answer
+                log.exception("a commit hook failed after %d written versions", len(commit.writes))
 
     @contextmanager
     def transaction(self, write: bool = True) -> Iterator[UnitOfWork]:
@@ -216,6 +230,8 @@ class FhirService:
                 return WriteResult(found[0], created=False)
         body = dict(body)
         body["id"] = fid or str(uuid.uuid4())
+        if not ctx.notify:
+            committed.mark_quiet(repo.s.info)
         patients = self.guard.check_write(repo, ctx, body, "create")
         rules.check(repo, body, ctx)
         row = repo.write(body, None, "POST")
@@ -250,6 +266,8 @@ class FhirService:
                 have = "none" if current is None else str(current.version)
                 raise PreconditionFailed(f"If-Match {if_match} does not match the current version ({have})")
         patients = self.guard.check_write(repo, ctx, body, "update" if current is not None else "create")
+        if not ctx.notify:
+            committed.mark_quiet(repo.s.info)
         created = current is None or current.deleted
         rules.check(repo, body, ctx)
         row = repo.write(dict(body), current, "PUT")

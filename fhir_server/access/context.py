@@ -59,11 +59,12 @@ class AccessContext:
     scopes: tuple[str, ...] = field(default=())
     # Patients a user/ scope reaches for this person (a patient or proxy); None: unconfined (staff).
     user_patient_ids: frozenset[str] | None = None
+    notify: bool = True  # False: writes tell nobody (imports of historical data, demo data)
 
     @classmethod
-    def system(cls, label: str = "system") -> "AccessContext":
+    def system(cls, label: str = "system", notify: bool = True) -> "AccessContext":
         """Full access, for the command line, imports and the practice's own processes."""
-        return cls(kind="system", trusted=True, label=label)
+        return cls(kind="system", trusted=True, label=label, notify=notify)
 
     @classmethod
     def from_scopes(cls, scopes: Iterable[str], *, patient_id: str | None = None, user: str | None = None,

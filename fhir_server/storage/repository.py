@@ -10,6 +10,7 @@ from sqlalchemy import Engine, bindparam, delete, func, insert, or_, select, upd
 from sqlalchemy import text as sql_text
 from sqlalchemy.orm import Session
 
+from ..committed import note_write
 from ..r4.dates import instant_of, now_instant
 from .hot_select import HotSelect
 from .indexing import Extractor, compartment_rows
@@ -268,6 +269,7 @@ class Repository:
         resource["meta"] = {"versionId": str(version), "lastUpdated": instant, **meta}
         text = dumps(resource)
         rtype, fid = resource["resourceType"], resource["id"]
+        note_write(self.s.info, resource, current.text if current is not None and not current.deleted else None)
         if current is None:
             row = ResourceRow(pk=self._new_pk(), res_type=rtype, fhir_id=fid, version=version, updated_ms=ms,
                               last_updated=instant, deleted=False, text=text)

@@ -15,7 +15,7 @@ from .passwords import hash_password, verify_password
 
 DEMO = "urn:carespace:demo"
 DEMO_PASSWORD = "CareSpace-Demo1!"
-CTX = AccessContext.system("demo")
+CTX = AccessContext.system("demo", notify=False)
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime, Float, ForeignKey, Index, Integer, String
+from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -54,6 +54,20 @@ class PatientAccess(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     __table_args__ = (Index("ix_auth_access_user", "user_id", "status"),
                       Index("ix_auth_access_patient", "patient_id", "status"))
+
+
+class NotifyPreference(Base):
+    """Which "something new" mails a recipient wants; no row means all of them (on by default).
+
+    `recipient` is "user:<id>" for a person, "practice" for the practice's address.
+    """
+
+    __tablename__ = "auth_notify_pref"
+    recipient: Mapped[str] = mapped_column(String(64), primary_key=True)
+    messages: Mapped[bool] = mapped_column(Boolean, default=True)
+    results: Mapped[bool] = mapped_column(Boolean, default=True)
+    documents: Mapped[bool] = mapped_column(Boolean, default=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class AuthToken(Base):

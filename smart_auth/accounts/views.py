@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, current_app, flash, redirect, render_template, request, session
 
-from . import security
+from . import notify_views, security
 from . import session as auth
 from .errors import AccountError, InputError, LinkProblem, NotAllowed, PolicyError, Throttled
 from .passwords import RULES
@@ -287,6 +287,7 @@ def init_app(app: Flask) -> None:
     app.extensions.setdefault("on_access_revoked", [])
     app.extensions["accounts"] = Accounts(app.extensions["fhir_service"], app.extensions["mailer"],
                                              app.extensions["audit_log"], app.config["BASE_URL"], app.extensions,
-                                             _clock(app))
+                                             _clock(app), secret=str(app.config["SECRET_KEY"]).encode())
     app.jinja_env.globals.setdefault("cs_idle_timeout_s", int(app.config.get("IDLE_TIMEOUT_S", auth.IDLE_TIMEOUT_S)))
     app.register_blueprint(bp)
+    notify_views.init_app(app)
