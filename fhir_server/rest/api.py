@@ -1,7 +1,6 @@
 """The /fhir blueprint: thin HTTP handlers over FhirService."""
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -16,7 +15,7 @@ from ..service import FhirService
 from .bundle_text import history_bundle, search_bundle, shape
 from .fastpath import ReadFastPath
 from .http import error_response, fhir_response, form_items, json_body, page_links, prefer, resource_response
-from .openapi import openapi_description
+from .openapi import openapi_text
 
 
 class _Blueprint(Blueprint):
@@ -81,8 +80,7 @@ def metadata() -> Response:
 @bp.get("/openapi.json")
 def openapi() -> Response:
     """The API as OpenAPI 3.0, generated from the CapabilityStatement (as HAPI serves one)."""
-    body = openapi_description(current_app.extensions["capability_statement"]())
-    return Response(json.dumps(body, separators=(",", ":")), content_type="application/json")
+    return Response(openapi_text(current_app.extensions["capability_statement"]()), content_type="application/json")
 
 
 @bp.route("/metadata", methods=["POST", "PUT", "DELETE", "PATCH"])

@@ -7,6 +7,8 @@ loosely typed: the server's own validator (r4/validation.py) is the judge of a r
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 from ..r4.tables import r4_types
@@ -85,10 +87,10 @@ def _type_paths(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
     paths: dict[str, dict[str, Any]] = {}
     type_ops: dict[str, Any] = {}
     if "search-type" in codes:
-        type_ops["get"] = {"operationId": f"search-{t}", "summary": f"Search {t}", "tags": [t],
+        type_ops["get"] = {"operationId": f"search-type-{t}", "summary": f"Search {t}", "tags": [t],
                            "parameters": _search_params(r), "responses": _responses("a searchset Bundle", bundle)}
         paths[f"/{t}/_search"] = {"post": {
-            "operationId": f"search-post-{t}", "summary": f"Search {t} with a form body", "tags": [t],
+            "operationId": f"search-type-post-{t}", "summary": f"Search {t} with a form body", "tags": [t],
             "requestBody": {"content": {"application/x-www-form-urlencoded": {"schema": {
                 "type": "object", "properties": {p["name"]: p["schema"] for p in _search_params(r)}}}}},
             "responses": _responses("a searchset Bundle", bundle)}}
@@ -167,6 +169,21 @@ def _security(rest: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, list
             "authorizationCode": {"authorizationUrl": uris["authorize"], "tokenUrl": uris["token"], "scopes": {}},
             "clientCredentials": {"tokenUrl": uris["token"], "scopes": {}}}}
     return schemes, [{name: []} for name in schemes]
+
+
+_CACHE: dict[str, str] = {}
+
+
+def openapi_text(cs: dict[str, Any]) -> str:
+    """`openapi_description(cs)` as compact JSON, built once per statement (it is 2 MB; the date aside, the
+    statement of a running server never changes)."""
+    key = json.dumps({k: v for k, v in cs.items() if k != "date"}, sort_keys=True)
+    key = hashlib.sha256(key.encode()).hexdigest()
+    if key not in _CACHE:
+        if len(_CACHE) > 4:
+            _CACHE.clear()
+        _CACHE[key] = json.dumps(openapi_description(cs), separators=(",", ":"))
+    return _CACHE[key]
 
 
 def openapi_description(cs: dict[str, Any]) -> dict[str, Any]:

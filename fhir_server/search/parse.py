@@ -117,7 +117,8 @@ def _criterion(rtype: str, key: str, raw: str, strict: bool, ignored: list[str],
             raise BadRequest(f"{parts[1]}.{parts[2]} is not a reference search parameter that can point at {rtype}",
                              expression=[key])
         inner = _criterion(parts[1], parts[3], raw, True, ignored, inner_depth)
-        assert inner is not None
+        if inner is None:  # no value: ignored, as the same parameter without `_has` is
+            return None
         return Criterion(name="_has", ptype="special", modifier=None, values=[], has=(parts[1], parts[2], inner))
     name, _, rest = key.partition(".")
     name, _, modifier = name.partition(":")
@@ -137,7 +138,8 @@ def _criterion(rtype: str, key: str, raw: str, strict: bool, ignored: list[str],
         if "." in rest:
             raise BadRequest("Only one level of chaining is supported")
         inner = _criterion(target, rest, raw, True, ignored, _nested(key, depth))
-        assert inner is not None
+        if inner is None:  # no value: ignored, as the parameter itself is
+            return None
         return Criterion(name=name, ptype="reference", modifier=None, values=[], chain=(target, rest, inner))
     _check_modifier(rtype, name, ptype, modifier, key)
     values = split_values(raw)

@@ -12,8 +12,8 @@ import pytest
 
 from fhir_server.access.context import AccessContext
 from fhir_server.errors import MethodNotAllowed
+from tests.support.backend import backend_token
 from tests.support.fhirapi import matches, ok
-from tests.support.smart import ATYPE, assertion, keypair
 
 OBS_CAT = "http://terminology.hl7.org/CodeSystem/observation-category"
 
@@ -34,14 +34,7 @@ class Caller:
 
 def system_caller(smart: Any, scope: str = "system/*.*") -> Caller:
     """A backend-services client (private_key_jwt, client_credentials) holding `scope`."""
-    key, jwks = keypair("ES384")
-    client_id, _ = smart.register("jwks", jwks=json.dumps(jwks), grant_types=["client_credentials"],
-                                  redirect_uris=[], scope=scope)
-    resp = smart.client.post("/oauth/token", data={"grant_type": "client_credentials", "scope": scope,
-                                                   "client_assertion_type": ATYPE,
-                                                   "client_assertion": assertion(client_id, key, "ES384")})
-    assert resp.status_code == 200, resp.get_data(as_text=True)
-    return Caller(smart.client, resp.get_json()["access_token"])
+    return Caller(smart.client, backend_token(smart, scope))
 
 
 def patient_caller(smart: Any, pid: str, scope: str = "launch/patient openid fhirUser patient/*.rs") -> Caller:
@@ -253,3 +246,14 @@ def test_7_has_nested_deeply_is_a_clear_400(smart: Any) -> None:
         assert "nest" in body["issue"][0]["diagnostics"], body
     chained = "_has:Observation:subject:subject:Patient._has:Observation:subject:subject:Patient._has:Observation:subject:code"
     is_outcome(ehr.get(f"/Patient?{chained}=x"), 400)
+
+
+def test_7_has_and_chains_without_a_value_are_ignored_like_any_empty_parameter(smart: Any) -> None:
+    """Found by tests/functional/test_fuzz_fhir.py: an empty `_has` or chained value was a 500."""
+    ehr = system_caller(smart)
+    pid = ok(ehr("post", "/Patient", json={"resourceType": "Patient"}), 201)["id"]
+    oid = smart.observation(pid)
+    for query, want in (("Patient?_has:Observation:subject:code=", {("Patient", pid)}),
+                        ("Patient?_has:Observation:subject:_has:Observation:derived-from:status=", {("Patient", pid)}),
+                        ("Observation?subject:Patient.name=", {("Observation", oid)})):
+        assert {(r["resourceType"], r["id"]) for r in matches(ok(ehr.get(f"/{query}")))} == want, query
