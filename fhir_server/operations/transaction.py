@@ -46,7 +46,8 @@ def _check_shapes(entries: list[Any], transaction: bool) -> None:
             raise BadRequest(f"Bundle.entry[{n}].fullUrl must be a string (a uri), not {type(full).__name__}",
                              expression=[f"Bundle.entry[{n}].fullUrl"])
         req = e.get("request")
-        for name in _STRING_FIELDS if isinstance(req, dict) else ():
+        req = req if isinstance(req, dict) else {}
+        for name in _STRING_FIELDS:
             if name in req and not isinstance(req[name], str):
                 raise BadRequest(f"Bundle.entry[{n}].request.{name} must be a string, not {type(req[name]).__name__}",
                                  expression=[f"Bundle.entry[{n}].request.{name}"])

@@ -147,8 +147,8 @@ def _type_paths(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "responses": _responses("a history Bundle", bundle)}}
     for op in r.get("operation", []):
         if op["name"] == "everything" and t == "Patient":
-            params = [{"name": n, "in": "query", "schema": {"type": "string"}} for n in ("start", "end", "_since",
-                                                                                         "_type")]
+            params: list[dict[str, Any]] = [{"name": n, "in": "query", "schema": {"type": "string"}}
+                                            for n in ("start", "end", "_since", "_type")]
             params.append({"name": "_count", "in": "query", "schema": {"type": "integer", "minimum": 0}})
             get = {"operationId": "everything-Patient", "summary": "Patient/$everything", "tags": [t],
                    "parameters": params, "responses": _responses("a searchset Bundle", bundle)}
