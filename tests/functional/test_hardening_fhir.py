@@ -108,8 +108,18 @@ def test_1_audit_events_are_append_only_for_every_client(smart: Any) -> None:
         assert reply["entry"][0]["response"]["status"].startswith("405"), reply
     stored = ok(ehr.get(f"/AuditEvent/{aid}"))
     assert stored["meta"]["versionId"] == "1" and stored["agent"] == event["agent"]
+    trusted = AccessContext.system("t")
     with pytest.raises(MethodNotAllowed):  # in-process callers too: the trail is append-only everywhere
-        smart.fhir.delete(AccessContext.system("t"), "AuditEvent", aid)
+        smart.fhir.delete(trusted, "AuditEvent", aid)
+    with pytest.raises(MethodNotAllowed):
+        smart.fhir.update(trusted, "AuditEvent", aid, forged)
+    imported = {**forged, "id": "imported-1"}  # `carespace import` files an exported event under its own id
+    smart.fhir.process_bundle(trusted, {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": imported, "request": {"method": "PUT", "url": "AuditEvent/imported-1"}}]})
+    assert ok(ehr.get("/AuditEvent/imported-1"))["meta"]["versionId"] == "1"
+    with pytest.raises(MethodNotAllowed):
+        smart.fhir.process_bundle(trusted, {"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"resource": imported, "request": {"method": "PUT", "url": "AuditEvent/imported-1"}}]})
 
 
 def test_1_capability_statement_lists_no_update_or_delete_of_audit_events(smart: Any) -> None:
