@@ -30,12 +30,12 @@ from .storage.models import ResourceRow, ResourceVersion
 from .storage.repository import CurrentText, Repository, read_current_text
 from .stored import Stored, UnitOfWork, WriteResult
 
-# (caller, action, type, resources touched, succeeded, the patients they belong to when the caller knows them,
-#  patients the request named)
 # Types whose resources are never changed or removed once written, by anyone (the audit trail, HIPAA
 # 164.312(b)); the CapabilityStatement lists no update or delete for them (scripts/gen_capability.py).
 APPEND_ONLY = frozenset({"AuditEvent"})
 
+# (caller, action, type, resources touched, succeeded, the patients they belong to when the caller knows them,
+#  patients the request named)
 AuditHook = Callable[[AccessContext, str, str, list[str], bool, "Iterable[str] | None", list[str]], None]
 
 
