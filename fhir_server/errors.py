@@ -8,7 +8,7 @@ with its status; nothing outside this tree changes a status.
      +-- Unauthorized          401  no usable access token (raised by the access resolver)
      +-- Forbidden             403  the granted scopes, or the patient-context write rules, refuse it
      +-- NotFound              404  unknown type or id, or a resource the caller may not know exists
-     +-- MethodNotAllowed      405  the interaction does not exist on that path
+     +-- MethodNotAllowed      405  the interaction does not exist on that path or type (AuditEvents are append-only)
      +-- Conflict              409  a delete of a resource others still reference
      +-- Gone                  410  a deleted resource (to a caller who could see it)
      +-- PreconditionFailed    412  If-Match or a conditional operation that matched too many

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from . import committed, rules
 from .access.context import AccessContext
 from .access.guard import Guard
-from .errors import BadRequest, Conflict, Forbidden, Gone, NotFound, PreconditionFailed
+from .errors import BadRequest, Conflict, Gone, MethodNotAllowed, NotFound, PreconditionFailed
 from .operations.everything import EverythingPage, EverythingRequest, everything
 from .operations.history import history
 from .operations.transaction import BundleProcessor
@@ -30,6 +30,10 @@ from .storage.indexing import Extractor, split_reference
 from .storage.models import ResourceRow, ResourceVersion
 from .storage.repository import CurrentText, Repository, read_current_text
 from .stored import Stored, UnitOfWork, WriteResult
+
+# Types whose resources are never changed or removed once written, by anyone (the audit trail, HIPAA
+# 164.312(b)); the CapabilityStatement lists no update or delete for them (scripts/gen_capability.py).
+APPEND_ONLY = frozenset({"AuditEvent"})
 
 # (caller, action, type, resources touched, succeeded, the patients they belong to when the caller knows them,
 #  patients the request named)
@@ -141,6 +145,13 @@ class FhirService:
             raise NotFound(f"{rtype}/{fid[:80]} is not known")
 
     @staticmethod
+    def check_changeable(rtype: str, interaction: str) -> None:
+        """405 for an update or delete of an append-only type (R4 http.html#delete: refused on principle)."""
+        if rtype in APPEND_ONLY:
+            raise MethodNotAllowed(f"{rtype} resources are append-only: the server refuses every {interaction}",
+                                   headers={"Allow": "GET, POST"})
+
+    @staticmethod
     def _stored(row: ResourceRow) -> Stored:
         assert row.text is not None
         return Stored(row.res_type, row.fhir_id, row.version, row.last_updated, row.text)
@@ -239,6 +250,8 @@ class FhirService:
 
     def update(self, ctx: AccessContext, rtype: str, fid: str, body: Any, if_match: str | None = None) -> WriteResult:
         self.check_type(rtype)
+        if not ctx.trusted:
+            self.check_changeable(rtype, "update")
         if not is_valid_id(fid):
             raise BadRequest(f"{fid!r} is not a valid FHIR id")
         validate_resource(body, rtype)
@@ -249,6 +262,8 @@ class FhirService:
 
     def update_in(self, repo: Repository, ctx: AccessContext, rtype: str, fid: str, body: dict[str, Any],
                   if_match: str | None = None) -> WriteResult:
+        if rtype in APPEND_ONLY and not (ctx.trusted and repo.current(rtype, fid) is None):
+            self.check_changeable(rtype, "update")  # only an import (in-process) may file one under its own id
         if body.get("id") != fid:
             raise BadRequest(f"The resource id ({body.get('id')!r}) must match the id in the URL ({fid!r})",
                              expression=[f"{rtype}.id"])
@@ -275,6 +290,7 @@ class FhirService:
 
     def conditional_update(self, ctx: AccessContext, rtype: str, query: str, body: Any) -> WriteResult:
         self.check_type(rtype)
+        self.check_changeable(rtype, "update")
         validate_resource(body, rtype)
         with self.unit(write=True) as repo:
             found = self.match(repo, ctx, rtype, query)
@@ -294,6 +310,7 @@ class FhirService:
     def delete(self, ctx: AccessContext, rtype: str, fid: str) -> bool:
         """Delete; False when it was already deleted (idempotent)."""
         self.check_type(rtype, fid)
+        self.check_changeable(rtype, "delete")
         with self.unit(write=True) as repo:
             done, patients = self.delete_in(repo, ctx, rtype, fid)
         self.record_access(ctx, "delete", rtype, [f"{rtype}/{fid}"], patients=patients)
@@ -301,6 +318,7 @@ class FhirService:
 
     def delete_in(self, repo: Repository, ctx: AccessContext, rtype: str, fid: str) -> tuple[bool, set[str]]:
         """Delete inside an open unit; (False when it was already deleted, the patients it belonged to)."""
+        self.check_changeable(rtype, "delete")
         current = repo.current(rtype, fid)
         if current is None:
             ctx.require(rtype, "delete")
@@ -310,7 +328,8 @@ class FhirService:
             self.guard.check_version(repo, ctx, rtype, fid, last.text if last else None, "delete")
             return False, set()
         self.guard.check_delete(repo, ctx, rtype, fid, current.pk)
-        referrers = repo.referrers(rtype, fid, current.pk)
+        # The audit trail records what it references (this delete too), it does not hold it: R4 http.html#delete
+        referrers = repo.referrers(rtype, fid, current.pk, ignoring=sorted(APPEND_ONLY))
         if referrers:
             names = ", ".join(f"{t}/{i}" for t, i in referrers) if self.guard.names_allowed(
                 ctx, rtype, "delete") else "other resources"
@@ -324,6 +343,7 @@ class FhirService:
 
     def conditional_delete(self, ctx: AccessContext, rtype: str, query: str) -> int:
         self.check_type(rtype)
+        self.check_changeable(rtype, "delete")
         with self.unit(write=True) as repo:
             found = self.match(repo, ctx, rtype, query)
             if len(found) > 1:
@@ -353,8 +373,8 @@ class FhirService:
         driven = False
         if req.resource_type:
             extra, driven = self.guard.search_conditions(ctx, req.resource_type)
-        elif not ctx.trusted:
-            raise Forbidden("Searching across all resource types needs system access")
+        else:  # across types (R4 http.html#search, system level): each type confined as its own search
+            extra = self.guard.system_search_conditions(ctx, types)
         ex = SearchExecutor(repo.s, self.guard.builder_for(ctx), self.codec)
         page = ex.run(req, extra, types, extra_driven=driven)
         if req.includes or req.revincludes:
@@ -373,9 +393,8 @@ class FhirService:
             types = [t for k, v in items if k == "_type" for t in v.split(",")] or None  # type: ignore[misc]
         with self.unit() as repo:
             page = self.search_page(repo, ctx, req, types)
-        if rtype:
-            self.record_access(ctx, "search", rtype, [f"{t}/{i}" for t, i, _ in page.matches + page.included],
-                               named=self._patients_named(rtype, items))
+        self.record_access(ctx, "search", rtype or "", [f"{t}/{i}" for t, i, _ in page.matches + page.included],
+                           named=self._patients_named(rtype, items) if rtype else ())
         return req, page
 
     # ---- operations ----

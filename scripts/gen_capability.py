@@ -14,8 +14,10 @@ sys.path.insert(0, str(ROOT))
 
 from fhir_server.r4.tables import resource_types, search_params  # noqa: E402
 from fhir_server.search.parse import RESULT_PARAMS  # noqa: E402
+from fhir_server.service import APPEND_ONLY  # noqa: E402
 
 INTERACTIONS = ["read", "vread", "update", "delete", "history-instance", "history-type", "create", "search-type"]
+CHANGES = {"update", "delete"}  # refused on the append-only types
 SEARCH_DOC = {"token": "system|code, :not :text :missing", "string": "starts-with, :exact :contains :missing",
               "date": "prefixes eq ne gt lt ge le sa eb ap", "reference": "Type/id, id, absolute url, chaining",
               "quantity": "[prefix]number|system|code", "number": "[prefix]number", "uri": ":below :above"}
@@ -33,7 +35,7 @@ def build() -> dict:  # type: ignore[type-arg]
         res = {
             "type": rtype,
             "profile": f"http://hl7.org/fhir/StructureDefinition/{rtype}",
-            "interaction": [{"code": c} for c in INTERACTIONS],
+            "interaction": [{"code": c} for c in INTERACTIONS if not (rtype in APPEND_ONLY and c in CHANGES)],
             "versioning": "versioned-update",
             "readHistory": True,
             "updateCreate": True,
@@ -47,6 +49,8 @@ def build() -> dict:  # type: ignore[type-arg]
             "searchRevInclude": ["*"],
             "searchParam": params,
         }
+        if rtype in APPEND_ONLY:  # the audit trail: created and read, never changed or removed (405)
+            res.update({"updateCreate": False, "conditionalUpdate": False, "conditionalDelete": "not-supported"})
         if rtype == "Patient":
             res["operation"] = [{"name": "everything",
                                  "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"}]

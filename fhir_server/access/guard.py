@@ -22,7 +22,8 @@ The rules (README, "Access rules"):
 4. Errors name only what the caller sent or may see.
 
 Unconfined callers (practice staff, backend services with `system/` scopes, trusted in-process code)
-are bound by rule 1 only.
+are bound by rule 1 only. Searches across types (`GET /fhir?_type=...`) confine each type as its own search
+would; the history of the whole system shows only callers unconfined for every type they may read.
 """
 from __future__ import annotations
 
@@ -30,11 +31,12 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement, and_, or_, select
 
 from ..errors import Forbidden, NotFound
-from ..r4.tables import compartment_params
+from ..r4.tables import compartment_params, resource_types
 from ..search.conditions import ConditionBuilder
+from ..search.rows import ROW
 from ..storage.indexing import Extractor, compartment_rows, split_reference
 from ..storage.models import CompartmentIndex
 from ..storage.repository import Repository
@@ -181,6 +183,50 @@ class Guard:
         if filters:
             extra.append(self.builder.scope_filters(rtype, filters))
         return extra, limit is not None
+
+    def system_search_conditions(self, ctx: AccessContext, types: list[str] | None) -> list[ColumnElement[bool]]:
+        """Rules 1 and 2 for a search across types: each type as its own search (403 for a named type the
+        scopes refuse; without `_type`, the types the scopes allow)."""
+        if ctx.trusted:
+            return []
+        open_types: list[str] = []
+        confined: dict[frozenset[str], list[str]] = {}
+        branches: list[ColumnElement[bool]] = []
+        for rtype in types if types is not None else sorted(resource_types()):
+            grants = ctx.grants_for(rtype, "s")
+            if not grants:
+                if types is not None:
+                    raise Forbidden(f"The granted scopes do not allow search on {rtype}", expression=["_type"])
+                continue
+            limit, filters = ctx.compartment_limit(rtype, grants), ctx.filters(grants)
+            if filters:
+                conds, _ = self.search_conditions(ctx, rtype)
+                branches.append(and_(ROW.res_type == rtype, *conds))
+            elif limit is None:
+                open_types.append(rtype)
+            else:
+                confined.setdefault(limit, []).append(rtype)
+        if types is None and not confined and not branches and len(open_types) == len(resource_types()):
+            return []  # everything, unconfined
+        if open_types:
+            branches.append(ROW.res_type.in_(open_types))
+        for limit, rtypes in confined.items():
+            branches.append(and_(ROW.res_type.in_(rtypes), self.builder.compartment(limit)))
+        if not branches:
+            raise Forbidden("The granted scopes do not allow searching any resource type")
+        return [or_(*branches)]
+
+    @staticmethod
+    def system_history_types(ctx: AccessContext) -> list[str] | None:
+        """The types whose versions the history of the whole system shows (None: all); 403 for callers
+        confined to patients, who read history per resource (each version judged as `check_version` does)."""
+        if ctx.trusted:
+            return None
+        readable = [t for t in sorted(resource_types()) if ctx.grants_for(t, "r")]
+        if not readable or any(ctx.confinement(ctx.grants_for(t, "r")) is not None for t in readable):
+            raise Forbidden("System history needs read access not confined to patients (system/ scopes or the "
+                            "practice's staff); read a resource's own history instead")
+        return None if len(readable) == len(resource_types()) else readable
 
     def builder_for(self, ctx: AccessContext) -> ConditionBuilder:
         """A condition builder whose inner queries (`_has`, chains) are confined like the search itself."""

@@ -31,6 +31,38 @@ def _split_url(url: str, base: str) -> tuple[str, str | None, str | None]:
     return parts[0], parts[1] if len(parts) > 1 else None, query or None
 
 
+_STRING_FIELDS = ("method", "url", "ifNoneExist", "ifMatch", "ifNoneMatch", "ifModifiedSince")
+
+
+def _check_shapes(entries: list[Any], transaction: bool) -> None:
+    """400 for entries whose fields are not the JSON strings R4 defines, and (transactions) for a fullUrl that
+    two entries share (R4 bdl-7: unique, unless the versionIds differ); nothing is stored."""
+    seen: dict[tuple[str, Any], int] = {}
+    for n, e in enumerate(entries):
+        if not isinstance(e, dict):
+            continue  # refused entry by entry, as before (a batch answers the others)
+        full = e.get("fullUrl")
+        if full is not None and not isinstance(full, str):
+            raise BadRequest(f"Bundle.entry[{n}].fullUrl must be a string (a uri), not {type(full).__name__}",
+                             expression=[f"Bundle.entry[{n}].fullUrl"])
+        req = e.get("request")
+        req = req if isinstance(req, dict) else {}
+        for name in _STRING_FIELDS:
+            if name in req and not isinstance(req[name], str):
+                raise BadRequest(f"Bundle.entry[{n}].request.{name} must be a string, not {type(req[name]).__name__}",
+                                 expression=[f"Bundle.entry[{n}].request.{name}"])
+        if transaction and full:
+            res = e.get("resource")
+            meta = res.get("meta") if isinstance(res, dict) else None
+            version = meta.get("versionId") if isinstance(meta, dict) else None
+            key = (full, json.dumps(version))
+            if key in seen:
+                raise BadRequest(f"Bundle.entry[{n}].fullUrl {full[:200]!r} is also Bundle.entry[{seen[key]}]'s; "
+                                 "each entry of a transaction needs its own fullUrl",
+                                 expression=[f"Bundle.entry[{n}].fullUrl"])
+            seen[key] = n
+
+
 def _rewrite(node: Any, resolve: Any) -> None:
     """Replace every Reference.reference in place using `resolve` (urn:uuid and conditional refs)."""
     if isinstance(node, dict):
@@ -69,6 +101,7 @@ class BundleProcessor:
         entries = bundle.get("entry") or []
         if not isinstance(entries, list):
             raise BadRequest("Bundle.entry must be an array")
+        _check_shapes(entries, btype == "transaction")
         if btype == "batch":
             return self._batch(ctx, entries)
         return self._transaction(ctx, entries)

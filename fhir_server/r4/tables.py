@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 
@@ -44,3 +44,20 @@ def compartment_params(resource_type: str) -> list[str]:
 def summary_elements() -> dict[str, list[str]]:
     """Resource type -> top-level elements returned by _summary=true."""
     return _load("summary_elements.json")  # type: ignore[no-any-return]
+
+
+@cache
+def mandatory_elements(resource_type: str) -> frozenset[str]:
+    """Top-level JSON keys of the elements with min >= 1 (a required choice as each of its typed keys).
+
+    `_elements` returns them whatever was asked (R4 search.html#elements).
+    """
+    spec = r4_types()["complex"].get(resource_type) or {"r": [], "p": {}}
+    out: set[str] = set()
+    for name in spec["r"]:
+        if name.endswith("[x]"):
+            stem = name[:-3]
+            out.update(k for k in spec["p"] if k.startswith(stem) and k[len(stem):len(stem) + 1].isupper())
+        else:
+            out.add(name)
+    return frozenset(out)

@@ -15,8 +15,20 @@ from ..service import FhirService
 from .bundle_text import history_bundle, search_bundle, shape
 from .fastpath import ReadFastPath
 from .http import error_response, fhir_response, form_items, json_body, page_links, prefer, resource_response
+from .openapi import openapi_text
 
-bp = Blueprint("fhir", __name__, url_prefix="/fhir")
+
+class _Blueprint(Blueprint):
+    """Every FHIR route answers with and without a trailing slash (`POST {BASE}/fhir/`, `GET /fhir/Patient/`):
+    clients build URLs from the base as given, some ending in `/`."""
+
+    def add_url_rule(self, rule: str, endpoint: str | None = None, view_func: Any = None,
+                     provide_automatic_options: bool | None = None, **options: Any) -> None:
+        options.setdefault("strict_slashes", False)
+        super().add_url_rule(rule, endpoint, view_func, provide_automatic_options, **options)
+
+
+bp = _Blueprint("fhir", __name__, url_prefix="/fhir")
 AccessResolver = Callable[[], AccessContext]
 
 
@@ -63,6 +75,12 @@ def _unexpected(err: Exception) -> Response:
 @bp.get("/metadata")
 def metadata() -> Response:
     return fhir_response(current_app.extensions["capability_statement"]())
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    """The API as OpenAPI 3.0, generated from the CapabilityStatement (as HAPI serves one)."""
+    return Response(openapi_text(current_app.extensions["capability_statement"]()), content_type="application/json")
 
 
 @bp.route("/metadata", methods=["POST", "PUT", "DELETE", "PATCH"])

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..r4.dates import now_instant
-from ..r4.tables import summary_elements
+from ..r4.tables import mandatory_elements, summary_elements
 
 SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED",
              "display": "Resource encoded in summary mode"}
@@ -27,9 +27,9 @@ def shape(text: str, summary: str | None, elements: list[str] | None) -> str:
     elif summary == "true":
         keep = set(summary_elements().get(rtype, [])) | {"resourceType"}
         res = {k: v for k, v in res.items() if k in keep}
-    if elements:
-        keep = {"resourceType", "id", "meta"} | set(elements)
-        res = {k: v for k, v in res.items() if k in keep}
+    if elements:  # what was asked, and the mandatory elements so the result is still a valid resource
+        keep = {"resourceType", "id", "meta"} | set(elements) | mandatory_elements(rtype)
+        res = {k: v for k, v in res.items() if k in keep or (k[:1] == "_" and k[1:] in keep)}
     meta = dict(res.get("meta") or {})
     meta["tag"] = [t for t in meta.get("tag", []) if t.get("code") != "SUBSETTED"] + [SUBSETTED]
     res["meta"] = meta

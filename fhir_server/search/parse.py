@@ -12,6 +12,9 @@ RESULT_PARAMS = {"_count", "_sort", "_include", "_revinclude", "_summary", "_ele
                  "_containedType"}
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 MAX_COUNT = 1000
+# `_has` and chained parameters each nest one inner query; deeper nesting overflows SQLite's parser (and is
+# no search a person means), so it is refused with a 400 before any SQL is built.
+MAX_NESTING = 3
 DEFAULT_COUNT = 20
 
 
@@ -95,8 +98,17 @@ def _check_modifier(rtype: str, name: str, ptype: str, modifier: str, key: str) 
     raise BadRequest(f"Modifier :{modifier} is not supported on {ptype} parameter {name!r}", expression=[key])
 
 
-def _criterion(rtype: str, key: str, raw: str, strict: bool, ignored: list[str]) -> Criterion | None:
+def _nested(key: str, depth: int) -> int:
+    """The depth of the inner query one more `_has` or chain opens; 400 past MAX_NESTING."""
+    if depth >= MAX_NESTING:
+        raise BadRequest(f"{key[:200]!r} nests _has and chained parameters more than {MAX_NESTING} levels deep; "
+                         f"at most {MAX_NESTING} are supported", expression=[key[:200]])
+    return depth + 1
+
+
+def _criterion(rtype: str, key: str, raw: str, strict: bool, ignored: list[str], depth: int = 0) -> Criterion | None:
     if key.startswith("_has:"):
+        inner_depth = _nested(key, depth)
         parts = key.split(":", 3)
         if len(parts) != 4 or parts[1] not in resource_types():
             raise BadRequest(f"Malformed _has parameter {key!r}; use _has:Type:reference:param=value")
@@ -104,8 +116,9 @@ def _criterion(rtype: str, key: str, raw: str, strict: bool, ignored: list[str])
         if not ref or ref["type"] != "reference" or (ref.get("target") and rtype not in ref["target"]):
             raise BadRequest(f"{parts[1]}.{parts[2]} is not a reference search parameter that can point at {rtype}",
                              expression=[key])
-        inner = _criterion(parts[1], parts[3], raw, True, ignored)
-        assert inner is not None
+        inner = _criterion(parts[1], parts[3], raw, True, ignored, inner_depth)
+        if inner is None:  # no value: ignored, as the same parameter without `_has` is
+            return None
         return Criterion(name="_has", ptype="special", modifier=None, values=[], has=(parts[1], parts[2], inner))
     name, _, rest = key.partition(".")
     name, _, modifier = name.partition(":")
@@ -124,8 +137,9 @@ def _criterion(rtype: str, key: str, raw: str, strict: bool, ignored: list[str])
             raise BadRequest(f"Chained parameter {key!r} needs a target type, e.g. {name}:Patient.{rest}")
         if "." in rest:
             raise BadRequest("Only one level of chaining is supported")
-        inner = _criterion(target, rest, raw, True, ignored)
-        assert inner is not None
+        inner = _criterion(target, rest, raw, True, ignored, _nested(key, depth))
+        if inner is None:  # no value: ignored, as the parameter itself is
+            return None
         return Criterion(name=name, ptype="reference", modifier=None, values=[], chain=(target, rest, inner))
     _check_modifier(rtype, name, ptype, modifier, key)
     values = split_values(raw)

@@ -168,23 +168,28 @@ class Repository:
             ResourceVersion.res_pk == pk, ResourceVersion.text.is_not(None))
             .order_by(ResourceVersion.version.desc()).limit(1)).scalar_one_or_none()
 
-    def referrers(self, rtype: str, fhir_id: str, pk: int, limit: int = 3) -> list[tuple[str, str]]:
-        """Live resources (other than itself) that reference `rtype/fhir_id`."""
+    def referrers(self, rtype: str, fhir_id: str, pk: int, limit: int = 3,
+                  ignoring: Sequence[str] = ()) -> list[tuple[str, str]]:
+        """Live resources (other than itself, and of none of the types `ignoring`) that reference `rtype/fhir_id`."""
         self.flush_index()
-        return [(t, i) for t, i in self.s.execute(
-            select(ResourceRow.res_type, ResourceRow.fhir_id).distinct()
-            .join(ReferenceIndex, ReferenceIndex.res_pk == ResourceRow.pk)
-            .where(ReferenceIndex.target_type == rtype, ReferenceIndex.target_id == fhir_id,
-                   ResourceRow.pk != pk, ResourceRow.deleted.is_(False)).limit(limit))]
+        q = (select(ResourceRow.res_type, ResourceRow.fhir_id).distinct()
+             .join(ReferenceIndex, ReferenceIndex.res_pk == ResourceRow.pk)
+             .where(ReferenceIndex.target_type == rtype, ReferenceIndex.target_id == fhir_id,
+                    ResourceRow.pk != pk, ResourceRow.deleted.is_(False)))
+        if ignoring:
+            q = q.where(ReferenceIndex.res_type.not_in(list(ignoring)))
+        return list(dict.fromkeys((t, i) for t, i in self.s.execute(q.limit(limit))))
 
     def history_rows(self, res_pk: int | None, rtype: str | None, since_ms: int | None, before: int | None,
-                     limit: int) -> list[ResourceVersion]:
-        """Versions newest first (of one resource, one type, or all), detached from the session."""
+                     limit: int, types: Sequence[str] | None = None) -> list[ResourceVersion]:
+        """Versions newest first (of one resource, one type, or all, or all of `types`), detached from the session."""
         q = select(ResourceVersion)
         if res_pk is not None:
             q = q.where(ResourceVersion.res_pk == res_pk)
         elif rtype is not None:
             q = q.where(ResourceVersion.res_type == rtype)
+        elif types is not None:
+            q = q.where(ResourceVersion.res_type.in_(list(types)))
         if since_ms is not None:
             q = q.where(ResourceVersion.updated_ms >= since_ms)
         if before is not None:

@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 from fhirclient.models.capabilitystatement import CapabilityStatement
 
+from fhir_server.service import APPEND_ONLY
 from tests.support.fhirapi import create, included, matches, ok, outcomes, total
 from tests.support.r4_minimal import minimal
 
@@ -56,7 +57,7 @@ def _interactions_from_routes(app: Any) -> set[str]:
              ("POST", "/fhir/Patient/<fid>/$everything"): "everything"}
     found = set()
     for rule in app.url_map.iter_rules():
-        if rule.endpoint.startswith("fhir.") and rule.endpoint != "fhir.metadata_write":
+        if rule.endpoint.startswith("fhir.") and rule.endpoint not in ("fhir.metadata_write", "fhir.openapi"):
             for method in (rule.methods or set()) - {"HEAD", "OPTIONS"}:
                 assert (method, rule.rule) in names, f"unadvertised route {method} {rule.rule}"
                 found.add(names[(method, rule.rule)])
@@ -70,6 +71,8 @@ def test_every_routed_interaction_is_advertised(module_app: Any, cs: dict[str, A
     for code in _interactions_from_routes(module_app):
         for r in rest["resource"]:
             type_level = {i["code"] for i in r["interaction"]}
+            if r["type"] in APPEND_ONLY and code in ("update", "delete", "conditional-update", "conditional-delete"):
+                continue  # refused with 405 on these types (test_unadvertised_changes_of_append_only_types_are_405)
             if code in ("read", "vread", "update", "delete", "history-instance", "history-type", "create",
                         "search-type"):
                 assert code in type_level, (r["type"], code)
@@ -81,6 +84,21 @@ def test_every_routed_interaction_is_advertised(module_app: Any, cs: dict[str, A
             assert code in system and "batch" in system
         if code == "everything":
             assert [o["name"] for o in resource(cs, "Patient")["operation"]] == ["everything"]
+
+
+def test_unadvertised_changes_of_append_only_types_are_405(module_client: Any, cs: dict[str, Any]) -> None:
+    """The types listed without update and delete (the audit trail) refuse both, conditional ones too."""
+    refused = [r for r in cs["rest"][0]["resource"] if not {"update", "delete"} & {i["code"] for i in r["interaction"]}]
+    assert [r["type"] for r in refused] == sorted(APPEND_ONLY)
+    for r in refused:
+        assert r["conditionalUpdate"] is False and r["conditionalDelete"] == "not-supported" and not r["updateCreate"]
+        rid = create(module_client, minimal(r["type"]))["id"]
+        for resp in (module_client.put(f"/fhir/{r['type']}/{rid}", json={**minimal(r["type"]), "id": rid}),
+                     module_client.delete(f"/fhir/{r['type']}/{rid}"),
+                     module_client.put(f"/fhir/{r['type']}?_id={rid}", json=minimal(r["type"])),
+                     module_client.delete(f"/fhir/{r['type']}?_id={rid}")):
+            assert ok(resp, 405)["issue"][0]["code"] == "not-supported"
+        assert ok(module_client.get(f"/fhir/{r['type']}/{rid}"))["meta"]["versionId"] == "1"
 
 
 @pytest.mark.parametrize("rtype", SAMPLE)
