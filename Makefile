@@ -6,7 +6,8 @@ STAMP  := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut 
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test test-fast bench lint typecheck tables system-deps clean
+.PHONY: run test test-fast bench lint typecheck tables system-deps node-deps clean
+CONFORMANCE := tests/e2e/conformance
 
 # Editable install with the test extras; -qq keeps pip and the build backend to errors only.
 $(STAMP):
@@ -21,14 +22,26 @@ run: $(STAMP)
 	@$(BIN)/carespace demo
 	@$(BIN)/carespace serve --host 127.0.0.1 --port 8000
 
-# Debian's chromium (browser tests) and postgresql (throwaway cluster), installed when missing.
+# Debian's chromium (browser tests), postgresql (throwaway cluster) and, where Node.js is missing, nodejs and
+# npm (the conformance clients), installed when missing.
 system-deps:
 	@if ! command -v chromium >/dev/null 2>&1 || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
 	  echo "installing Debian packages: chromium postgresql"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium postgresql >/dev/null; \
 	fi
+	@if ! command -v npm >/dev/null 2>&1; then \
+	  echo "installing Debian packages: nodejs npm"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nodejs npm >/dev/null; \
+	fi
 
-test: $(STAMP) system-deps
+# The independent JavaScript clients of tests/e2e/test_conformance_clients.py, exactly as pinned in the lock.
+$(CONFORMANCE)/node_modules/.package-lock.json: $(CONFORMANCE)/package-lock.json | system-deps
+	@echo "installing the conformance clients (npm ci in $(CONFORMANCE))"
+	@cd $(CONFORMANCE) && npm ci --no-audit --no-fund --loglevel=error
+
+node-deps: $(CONFORMANCE)/node_modules/.package-lock.json
+
+test: $(STAMP) system-deps node-deps
 	$(BIN)/pytest -q -p no:randomly tests
 
 test-fast: $(STAMP)
@@ -50,4 +63,4 @@ tables: $(STAMP)
 	$(BIN)/python scripts/gen_lab_tests.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache test-artifacts
+	rm -rf $(VENV) build *.egg-info .pytest_cache test-artifacts $(CONFORMANCE)/node_modules
