@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 # Packages wired into the app, in order; each module has init_app(app).  The accounts package comes
 # first (sessions), then the OAuth server (replaces the FHIR access resolver), then the UIs.
 PACKAGE_MODULES = ["carespace.csrf", "carespace.mailer", "smart_auth.accounts.views", "carespace.notifications",
-                   "smart_auth.oauth.views", "portal_ui", "bundles.views"]
+                   "smart_auth.oauth.views", "carespace.changes", "portal_ui", "bundles.views"]
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
@@ -111,6 +111,9 @@ def _answer_unavailable(app: Flask) -> None:
 def close_app(app: Flask) -> None:
     """Write the queued AuditEvents and close the database connections (tests, embedding programs)."""
     app.extensions["audit_log"].flush()
+    feed = app.extensions.get("carespace.changes")
+    if feed is not None:
+        feed.stop()
     app.extensions["carespace.engine"].dispose()
 
 

@@ -74,7 +74,19 @@ def _current(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from . import db
     app, engine = app_and_engine()
+    if args.workers < 1:
+        raise CommandError("--workers must be 1 or more")
+    if args.workers > 1 and engine.dialect.name == "sqlite":
+        raise CommandError("--workers needs PostgreSQL (CARESPACE_DATABASE_URL=postgresql+psycopg://...): "
+                           "SQLite lets one process write at a time, so serve it with one worker")
     db.upgrade(engine)
+    if args.workers > 1:
+        from . import workers
+        engine.dispose()  # nothing of this process's is shared with the workers it forks
+        print(f"CareSpace serving on http://{args.host}:{args.port} with {args.workers} workers "
+              f"(base URL {app.config['BASE_URL']})", flush=True)
+        workers.serve(args.host, args.port, args.workers, args.threads, args.connection_limit)
+        return 0
     import signal
 
     import waitress
@@ -116,7 +128,9 @@ def register(sub: Any) -> None:
     p = sub.add_parser("serve", help="run the web server")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--threads", type=int, default=8)
+    p.add_argument("--threads", type=int, default=8, help="threads per worker")
+    p.add_argument("--workers", type=int, default=1,
+                   help="server processes on the port (gunicorn; PostgreSQL only); 1: one waitress process")
     p.add_argument("--connection-limit", type=int, default=1000,
                    help="open connections accepted at once (waitress's own default, 100, refuses the 101st "
                         "keep-alive client)")

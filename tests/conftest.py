@@ -112,7 +112,9 @@ def smtp_server() -> Iterator[SmtpServer]:
 class LiveServer:
     """`carespace serve` in a subprocess with its own instance folder and database."""
 
-    def __init__(self, folder: Path, db_url: str, smtp_url: str | None, env: dict[str, str] | None = None) -> None:
+    def __init__(self, folder: Path, db_url: str, smtp_url: str | None, env: dict[str, str] | None = None,
+                 serve_args: tuple[str, ...] = ()) -> None:
+        self.serve_args = serve_args
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.folder = folder
@@ -130,8 +132,8 @@ class LiveServer:
         import requests
         self.cli("db", "upgrade")
         log = open(self.folder / "server.log", "wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "carespace", "serve", "--port", str(self.port)],
-                                     env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen([sys.executable, "-m", "carespace", "serve", "--port", str(self.port),
+                                      *self.serve_args], env=self.env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.time() + 30
         while time.time() < deadline:
             try:

@@ -4,12 +4,16 @@ RFC 7662 section 4 lets a protected resource cache what it learnt about a token.
 most `ttl` seconds and never past the token's expiry, and any change made in this process to tokens, app
 grants, patient access or users empties the cache at once (ORM flushes, commits and bulk UPDATE/DELETE
 statements through a session are watched): a revocation here takes effect on the next request.
-A change made by another process (another WSGI worker) takes effect within `ttl`.
+
+Other processes (WSGI workers, other machines) learn of a change through the announcers the composition
+root registers: on PostgreSQL a NOTIFY sent in the changing transaction, which every process LISTENs
+for (carespace/changes.py). While a process cannot listen (TokenCache.synced False) its cache is not used.
 """
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import event
@@ -28,6 +32,8 @@ class Changes:
         self._lock = threading.Lock()
         self.watched: tuple[type, ...] = ()
         self._tables: set[Any] = set()
+        # Told of every change inside the changing transaction (to tell other processes at its commit).
+        self.announcers: list[Callable[[Session], None]] = []
 
     def bump(self) -> None:
         with self._lock:
@@ -46,6 +52,8 @@ class Changes:
         """A bulk statement changed authorization rows in `session`: now, and again when it commits."""
         session.info[_FLAG] = True
         self.bump()
+        for announce in list(self.announcers):
+            announce(session)
 
     def _bulk(self, state: Any) -> None:
         """UPDATE / DELETE statements run through a session (revoke_tokens, bulk status changes)."""
@@ -69,6 +77,7 @@ class TokenCache:
 
     def __init__(self, ttl: float = 5.0, size: int = 10_000) -> None:
         self.ttl, self.size = ttl, size
+        self.synced = True  # False while changes made by other processes might go unseen (carespace/changes.py)
         self._entries: dict[str, tuple[int, float, AccessContext]] = {}
 
     def get(self, key: str) -> AccessContext | None:
@@ -76,14 +85,14 @@ class TokenCache:
         if hit is None:
             return None
         generation, until, ctx = hit
-        if generation != CHANGES.generation or until <= time.time():
+        if generation != CHANGES.generation or until <= time.time() or not self.synced:
             self._entries.pop(key, None)
             return None
         return ctx
 
     def put(self, key: str, ctx: AccessContext, generation: int, expires_at: float) -> None:
         """Keep `ctx` resolved from rows read when CHANGES was at `generation` (stale at once if it moved)."""
-        if self.ttl <= 0:
+        if self.ttl <= 0 or not self.synced:
             return
         if len(self._entries) >= self.size:
             self._entries.clear()

@@ -73,6 +73,14 @@ class Cluster:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
 
+    def sql(self, statement: str, dbname: str = "postgres") -> list[tuple[object, ...]]:
+        """Run one statement as the superuser (autocommit) and return its rows."""
+        import psycopg
+        with psycopg.connect(f"host=127.0.0.1 port={self.port} user=postgres dbname={dbname}",
+                             autocommit=True) as conn:
+            cur = conn.execute(statement)
+            return list(cur.fetchall()) if cur.description else []
+
     def stop(self) -> None:
         stop_process(self.proc)
         shutil.rmtree(self.dir, ignore_errors=True)
