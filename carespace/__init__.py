@@ -9,9 +9,9 @@ from flask import Flask, g, request
 
 __version__ = "0.1.0"
 
-# Packages wired into the app, in order; each module has init_app(app).  The accounts package comes
-# first (sessions), then the OAuth server (replaces the FHIR access resolver), then the UIs.
-PACKAGE_MODULES = ["carespace.csrf", "carespace.mailer", "smart_auth.accounts.views", "smart_auth.oauth.views",
+# Packages wired into the app, in order; each module has init_app(app).  The security headers come first
+# (every answer), the accounts package next (sessions), then the OAuth server (replaces the FHIR access resolver), then the UIs.
+PACKAGE_MODULES = ["carespace.headers", "carespace.csrf", "carespace.mailer", "smart_auth.accounts.views", "smart_auth.oauth.views",
                    "portal_ui", "bundles.views"]
 
 

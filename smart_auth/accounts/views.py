@@ -13,7 +13,8 @@ from .errors import AccountError, InputError, LinkProblem, NotAllowed, PolicyErr
 from .passwords import RULES
 from .service import Accounts
 
-bp = Blueprint("accounts", __name__, template_folder="../templates")
+bp = Blueprint("accounts", __name__, template_folder="../templates", static_folder="../static/accounts",
+               static_url_path="/static/accounts")
 SECOND_STEP_S = 5 * 60
 
 
