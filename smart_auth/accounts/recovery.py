@@ -108,7 +108,7 @@ class Recovery:
             user = dbs.get(User, user_id)
             stored = user.password_hash if user is not None else None
         if minutes:
-            raise Throttled(minutes)
+            raise Throttled(minutes, "wrong passwords")
         ok = verify_password(stored, password or "")  # outside the write unit: argon2 is slow
         with self.core.write() as uow:
             minutes = security.locked_minutes(uow.session, keys, now)
@@ -119,7 +119,7 @@ class Recovery:
                 user.totp_secret, user.totp_last_step = None, None
                 security.clear_keys(uow.session, keys[:1])
         if minutes:
-            raise Throttled(minutes)
+            raise Throttled(minutes, "wrong passwords")
         if not ok or user is None:
             self.core.audit("totp-off", user, False, "turning off two-step verification refused: wrong password")
             raise InputError("The password is not correct.")
