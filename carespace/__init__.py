@@ -9,10 +9,12 @@ from flask import Flask, g, request
 
 __version__ = "0.1.0"
 
-# Packages wired into the app, in order; each module has init_app(app).  The accounts package comes
-# first (sessions), then the OAuth server (replaces the FHIR access resolver), then the UIs.
-PACKAGE_MODULES = ["carespace.csrf", "carespace.mailer", "smart_auth.accounts.views", "carespace.notifications",
-                   "smart_auth.oauth.views", "carespace.changes", "portal_ui", "bundles.views"]
+# Packages wired into the app, in order; each module has init_app(app).  The security headers come first
+# (every answer), the accounts package next (sessions), then the OAuth server (replaces the FHIR access
+# resolver), then the UIs.
+PACKAGE_MODULES = ["carespace.headers", "carespace.csrf", "carespace.mailer", "smart_auth.accounts.views",
+                   "carespace.notifications", "smart_auth.oauth.views", "carespace.changes", "portal_ui",
+                   "bundles.views"]
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:

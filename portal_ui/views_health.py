@@ -63,6 +63,7 @@ def document_content(doc_id: str) -> Any:
     resp.headers["Cache-Control"] = "private, no-store"
     resp.headers["X-Frame-Options"] = "SAMEORIGIN"
     # Stored content never runs script in the portal's origin (PDF viewers need an unsandboxed frame).
-    resp.headers["Content-Security-Policy"] = "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'" + (
+    resp.headers["Content-Security-Policy"] = ("default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; "
+                                               "frame-ancestors 'self'") + (
         "" if ctype == "application/pdf" else "; sandbox")
     return resp

@@ -39,7 +39,9 @@ class HeaderResolver:
 class ReadFastPath:
     """WSGI middleware: `GET /fhir/<type>/<id>` with nothing that alters the answer is served by the same
     resolver and `FhirService.read` as the Flask view, with the same headers and body. Every other request,
-    and every read that fails (401, 403, 404, 410, ...), goes to Flask, which answers it with its errors."""
+    and every read that fails (401, 403, 404, 410, ...), goes to Flask, which answers it with its errors.
+    The headers Flask adds to every answer after the view (security headers, caching) are the embedding
+    application's: it lists them in `app.extensions["fhir_response_headers"]`, and they are sent here too."""
 
     def __init__(self, app: Flask) -> None:
         self.app = app
@@ -59,6 +61,7 @@ class ReadFastPath:
                 else:
                     body = st.text.encode()
                     start_response("200 OK", [("Content-Type", FHIR_JSON), ("Content-Length", str(len(body))),
-                                              ("ETag", st.etag), ("Last-Modified", last_modified(st.last_updated))])
+                                              ("ETag", st.etag), ("Last-Modified", last_modified(st.last_updated)),
+                                              *self.app.extensions.get("fhir_response_headers", ())])
                     return [body]
         return self.inner(environ, start_response)  # type: ignore[no-any-return]

@@ -53,8 +53,9 @@ class AccountCore:
     """The plumbing the account services share (composed into each, never inherited)."""
 
     def __init__(self, fhir: FhirService, mailer: Any, audit_log: Any, base_url: str,
-                 hooks: Mapping[str, Any], clock: Callable[[], float] = time.time) -> None:
+                 hooks: Mapping[str, Any], clock: Callable[[], float] = time.time, secret_key: bytes = b"") -> None:
         self.fhir = fhir
+        self.secret_key = secret_key  # the instance secret: seals pending TOTP secrets, signs device cookies
         self.mailer = mailer
         self.audit_log = audit_log
         self.base_url = base_url.rstrip("/")

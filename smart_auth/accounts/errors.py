@@ -40,9 +40,9 @@ class LoginFailed(AccountError):
 class Throttled(AccountError):
     """Too many failed attempts for this account or address."""
 
-    def __init__(self, minutes: int) -> None:
+    def __init__(self, minutes: int, what: str = "sign-in attempts") -> None:
         unit = "minute" if minutes == 1 else "minutes"
-        super().__init__(f"Too many sign-in attempts. Please try again in {minutes} {unit}.")
+        super().__init__(f"Too many {what}. Please try again in {minutes} {unit}.")
         self.minutes = minutes
 
 

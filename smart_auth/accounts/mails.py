@@ -46,3 +46,16 @@ def reset_mail(link: str, name: str) -> Mail:
     text = f"{greeting}\n\n{intro}\n\nReset your password:\n{link}\n\n{validity}\n"
     return Mail("Reset your CareSpace password", text,
                 _html([greeting, intro], link, "Reset your password", [validity]), link)
+
+
+def attempts_mail(link: str, name: str) -> Mail:
+    """Sign-ins to the account were refused and some are now paused: say what the owner can do."""
+    greeting = f"Hello {name}," if name else "Hello,"
+    intro = ("Someone tried to sign in to your CareSpace account several times with a wrong password or date of "
+             "birth, so we have paused sign-ins from that browser for a few minutes.")
+    advice = ("If it was you, wait a few minutes and try again; a browser you have signed in with before can "
+              "sign in as usual. If it was not you, your account is still safe, and you can choose a new "
+              "password to be sure.")
+    text = f"{greeting}\n\n{intro}\n\n{advice}\n\nChoose a new password:\n{link}\n"
+    return Mail("Sign-in attempts on your CareSpace account", text,
+                _html([greeting, intro, advice], link, "Choose a new password", []), link)

@@ -31,6 +31,10 @@ class User(Base):
     fhir_user: Mapped[str | None] = mapped_column(String(128), nullable=True)
     session_epoch: Mapped[int] = mapped_column(Integer, default=0)  # bumped to end every session
     totp_secret: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # The last TOTP time step accepted (RFC 6238 section 5.2: a code is used once), and a secret being set up,
+    # sealed with the instance key (never in the session cookie) until its first code turns it on.
+    totp_last_step: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    totp_pending: Mapped[str | None] = mapped_column(String(255), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -94,3 +98,16 @@ class LoginThrottle(Base):
     failures: Mapped[int] = mapped_column(Integer, default=0)
     window_start: Mapped[float] = mapped_column(Float, default=0.0)
     locked_until: Mapped[float] = mapped_column(Float, default=0.0)
+    strikes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # locks in a row: each lasts longer
+
+
+class SignIn(Base):
+    """One signed-in browser session, so signing out ends it on the server: the cookie names it by a random
+    token, of which only the sha256 is stored. Password reset and disabling an account delete them all."""
+
+    __tablename__ = "auth_session"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("auth_user.id"))
+    created_at: Mapped[float] = mapped_column(Float)  # epoch seconds
+    expires_at: Mapped[float] = mapped_column(Float)  # the absolute end, however active the session
+    __table_args__ = (Index("ix_auth_session_user", "user_id"), Index("ix_auth_session_expires", "expires_at"))

@@ -1,8 +1,9 @@
 """Sign-in sessions and "whose record am I acting on": the API the portal and the OAuth server use.
 
 The Flask session holds the user id, the user's session_epoch (bumped on password reset / sign-out
-everywhere) and the selected patient.  Access to a patient is re-checked against PatientAccess on
-every request, so revoking a proxy takes effect at once.
+everywhere), the token of its server-side session (`signins.py`: signing out deletes it, so a copied
+cookie stops working on every server process) and the selected patient.  Access to a patient is
+re-checked against PatientAccess on every request, so revoking a proxy takes effect at once.
 """
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from sqlalchemy.orm import Session
 
 from fhir_server import AccessContext
 
-from .models import PatientAccess, User
+from . import security
+from .models import PatientAccess, SignIn, User
 
 F = TypeVar("F", bound=Callable[..., Any])
 IDLE_TIMEOUT_S = 15 * 60
@@ -70,8 +72,10 @@ def after_unit(record: Callable[[], None]) -> None:
 
 
 def login_user(user: User) -> None:
-    """Start a fresh session for `user` (new session data: no fixation)."""
+    """Start a fresh session for `user` (new session data and a new server-side session: no fixation)."""
     session.clear()
+    lifetime = current_app.permanent_session_lifetime.total_seconds()
+    session["sid"] = current_app.extensions["accounts"].signins.start(user.id, lifetime)
     session["uid"] = user.id
     session["epoch"] = user.session_epoch
     session["seen"] = int(time.time())
@@ -79,18 +83,27 @@ def login_user(user: User) -> None:
 
 
 def logout_user() -> None:
+    """End the session on the server too (its row), then forget it in the browser."""
+    sid = session.get("sid")
     session.clear()
+    g.pop("cs_user", None)
+    if isinstance(sid, str):
+        current_app.extensions["accounts"].signins.end(sid)
 
 
 def current_user() -> User | None:
-    """The signed-in user, or None when absent, idle too long, disabled or signed out everywhere."""
+    """The signed-in user, or None when absent, idle too long, disabled, signed out (here or from a copy of this
+    cookie) or signed out everywhere."""
     if "cs_user" in g:
         return g.cs_user  # type: ignore[no-any-return]
     user = None
     uid = session.get("uid")
     now = int(time.time())
-    if uid is not None and now - int(session.get("seen", 0)) <= current_app.config.get("IDLE_TIMEOUT_S", IDLE_TIMEOUT_S):
-        candidate = db().get(User, uid)
+    sid = session.get("sid")
+    if uid is not None and isinstance(sid, str) and \
+            now - int(session.get("seen", 0)) <= current_app.config.get("IDLE_TIMEOUT_S", IDLE_TIMEOUT_S):
+        candidate = db().execute(select(User).join(SignIn, SignIn.user_id == User.id).where(
+            SignIn.token_hash == security.hash_token(sid), SignIn.expires_at > now, User.id == uid)).scalar_one_or_none()
         if candidate is not None and candidate.status == "active" and candidate.session_epoch == session.get("epoch"):
             user = candidate
             session["seen"] = now

@@ -16,6 +16,7 @@ from .errors import InputError
 from .invites import InviteResult
 from .models import User
 from .service import Accounts
+from .signins import SignIns
 
 ROLE_SYSTEM = "urn:carespace:staff-role"
 _TRUSTED = AccessContext.system("staff-admin")
@@ -92,6 +93,7 @@ def disable(accounts: Accounts, user_id: int, by_user_id: int, by: tuple[str | N
             return user.email
         user.status = "disabled"
         user.session_epoch = (user.session_epoch or 0) + 1
+        SignIns.end_all(uow.session, user.id)
         email = user.email
     accounts.core.run_hooks("on_password_reset", user_id)
     accounts.core.audit("disable", None, True, f"staff account {email} disabled", display=by[1], ref=by[0])

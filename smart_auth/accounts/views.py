@@ -13,8 +13,10 @@ from .errors import AccountError, InputError, LinkProblem, NotAllowed, PolicyErr
 from .passwords import RULES
 from .service import Accounts
 
-bp = Blueprint("accounts", __name__, template_folder="../templates")
+bp = Blueprint("accounts", __name__, template_folder="../templates", static_folder="../static/accounts",
+               static_url_path="/static/accounts")
 SECOND_STEP_S = 5 * 60
+DEVICE_COOKIE = "carespace_device"  # "this browser signed in to this account before" (security.py), sign-in only
 
 
 def svc() -> Accounts:
@@ -54,7 +56,7 @@ def login() -> Any:
     form = request.form
     try:
         user = svc().login.authenticate(form.get("email", ""), form.get("password", ""), form.get("birth_date", ""),
-                                  request.remote_addr)
+                                        request.remote_addr, request.cookies.get(DEVICE_COOKIE))
     except AccountError as err:
         status = 429 if isinstance(err, Throttled) else 401
         return _page("login", status, error=err.message, next=nxt or "", email=form.get("email", ""),
@@ -64,7 +66,15 @@ def login() -> Any:
         session["2fa"] = {"uid": user.id, "epoch": user.session_epoch, "at": int(time.time()), "next": nxt or ""}
         return redirect("/login/verify")
     auth.login_user(user)
-    return redirect(nxt or landing(user))
+    return _trusted(redirect(nxt or landing(user)), user)
+
+
+def _trusted(resp: Any, user: Any) -> Any:
+    """Remember that this browser signed in to this account: its sign-ins are throttled on their own."""
+    cookie = svc().login.device_cookie(user, request.cookies.get(DEVICE_COOKIE))
+    resp.set_cookie(DEVICE_COOKIE, cookie, max_age=int(security.DEVICE_TTL_S), path="/login", httponly=True,
+                    samesite="Lax", secure=bool(current_app.config.get("SESSION_COOKIE_SECURE")))
+    return resp
 
 
 @bp.route("/login/verify", methods=["GET", "POST"])
@@ -83,7 +93,7 @@ def login_verify() -> Any:
     if user.session_epoch != pending.get("epoch"):
         return redirect("/login")
     auth.login_user(user)
-    return redirect(safe_next(pending.get("next")) or landing(user))
+    return _trusted(redirect(safe_next(pending.get("next")) or landing(user)), user)
 
 
 @bp.post("/logout")
@@ -225,7 +235,7 @@ def revoke_access(access_id: int) -> Any:
 def account() -> Any:
     user = auth.current_user()
     assert user is not None  # login_required
-    secret = session.get("totp_setup")
+    secret = None if user.totp_secret else svc().recovery.pending_totp(user)
     return _page("account", enabled=bool(user.totp_secret), secret=secret,
                  uri=security.totp_uri(secret, user.email) if secret else None)
 
@@ -233,7 +243,9 @@ def account() -> Any:
 @bp.post("/account/totp/setup")
 @auth.login_required
 def totp_setup() -> Any:
-    session["totp_setup"] = security.new_totp_secret()
+    user = auth.current_user()
+    assert user is not None  # login_required
+    svc().recovery.start_totp(user.id)
     return redirect("/account")
 
 
@@ -242,15 +254,14 @@ def totp_setup() -> Any:
 def totp_enable() -> Any:
     user = auth.current_user()
     assert user is not None  # login_required
-    secret = session.get("totp_setup")
-    if not secret:
+    secret = svc().recovery.pending_totp(user)
+    if not secret or user.totp_secret:
         return redirect("/account")
     try:
-        svc().recovery.enable_totp(user.id, secret, request.form.get("code", ""))
+        svc().recovery.enable_totp(user.id, request.form.get("code", ""))
     except InputError as err:
         return _page("account", 422, enabled=False, secret=secret, uri=security.totp_uri(secret, user.email),
                      error=err.message)
-    session.pop("totp_setup", None)
     flash("Two-step verification is on. You will be asked for a code each time you sign in.", "success")
     return redirect("/account")
 
@@ -261,9 +272,10 @@ def totp_disable() -> Any:
     user = auth.current_user()
     assert user is not None  # login_required
     try:
-        svc().recovery.disable_totp(user.id, request.form.get("password", ""))
-    except InputError as err:
-        return _page("account", 422, enabled=True, secret=None, uri=None, error=err.message)
+        svc().recovery.disable_totp(user.id, request.form.get("password", ""), request.remote_addr)
+    except AccountError as err:
+        return _page("account", 429 if isinstance(err, Throttled) else 422, enabled=True, secret=None, uri=None,
+                     error=err.message)
     flash("Two-step verification is off.", "success")
     return redirect("/account")
 
@@ -287,7 +299,7 @@ def init_app(app: Flask) -> None:
     app.extensions.setdefault("on_access_revoked", [])
     app.extensions["accounts"] = Accounts(app.extensions["fhir_service"], app.extensions["mailer"],
                                              app.extensions["audit_log"], app.config["BASE_URL"], app.extensions,
-                                             _clock(app), secret=str(app.config["SECRET_KEY"]).encode())
+                                             _clock(app), secret_key=str(app.config["SECRET_KEY"]).encode())
     app.jinja_env.globals.setdefault("cs_idle_timeout_s", int(app.config.get("IDLE_TIMEOUT_S", auth.IDLE_TIMEOUT_S)))
     app.register_blueprint(bp)
     notify_views.init_app(app)
