@@ -89,8 +89,8 @@ def init_app(app: object) -> None:
     from smart_auth.oauth.token_cache import CHANGES
     assert isinstance(app, Flask)
     engine: Engine = app.extensions["carespace.engine"]
-    if engine.dialect.name != "postgresql":
-        return
+    if engine.dialect.name != "postgresql" or app.testing:
+        return  # in-process test apps (many per process) hold no listening connection; servers do
 
     cache = app.extensions["smart.token_cache"]
 
