@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import smtplib
-import threading
 import time
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -21,6 +20,7 @@ from flask import Flask
 from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from .background import Background
 from .models import OutboxMail, utcnow
 
 log = logging.getLogger("carespace.mail")
@@ -68,10 +68,7 @@ class OutboxMailer:
         self.target = SmtpTarget.parse(smtp_url) if smtp_url else None
         self.mail_from = mail_from
         self.worker_enabled = worker
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-        self._stopping = False
+        self.sender = Background("carespace-mailer", self._step, log)
 
     # -- queueing -------------------------------------------------------------------------------
     def send(self, to: str, subject: str, text: str, *, html: str | None = None,
@@ -110,29 +107,14 @@ class OutboxMailer:
         """Wake the background sender (started on first use in server processes)."""
         if self.target is None or not self.worker_enabled:
             return
-        with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._stopping = False
-                self._thread = threading.Thread(target=self._run, name="carespace-mailer", daemon=True)
-                self._thread.start()
-        self._wake.set()
+        self.sender.kick()
 
     def stop(self) -> None:
-        self._stopping = True
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(5)
+        self.sender.stop()
 
-    def _run(self) -> None:
-        while not self._stopping:
-            self._wake.clear()
-            try:
-                self.deliver_due()
-                wait = self._next_wait()
-            except Exception:  # noqa: BLE001 - the database may be briefly unavailable; try again later
-                log.exception("mail delivery loop failed; retrying")
-                wait = 5.0
-            self._wake.wait(wait)
+    def _step(self) -> float:
+        self.deliver_due()
+        return self._next_wait()
 
     def _next_wait(self) -> float:
         with self.sessions() as s:

@@ -19,7 +19,6 @@ processes each mail is sent once; who may still hear of a record is checked agai
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from fhir_server import Commit, CommittedWrite
 from smart_auth.accounts.notifications import PRACTICE, NotificationPeople
 
+from .background import Background
 from .mail import Mailer
 from .models import PendingNotice
 
@@ -155,10 +155,7 @@ class Notifier:
         self.practice_email = (practice_email or "").strip() or None
         self.clock = clock
         self.worker_enabled = worker
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-        self._stopping = False
+        self.sender = Background("carespace-notifier", self._step, log)
 
     # ---- the trigger (FhirService.on_commit) -----------------------------------------------------
     def on_commit(self, commit: Commit) -> None:
@@ -223,32 +220,17 @@ class Notifier:
 
     def kick(self) -> None:
         """Wake the background sender (started on first use in server processes)."""
-        if not self.worker_enabled:
-            return
-        with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._stopping = False
-                self._thread = threading.Thread(target=self._run, name="carespace-notifier", daemon=True)
-                self._thread.start()
-        self._wake.set()
+        if self.worker_enabled:
+            self.sender.kick()
 
     def stop(self) -> None:
-        self._stopping = True
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(5)
+        self.sender.stop()
 
-    def _run(self) -> None:
-        while not self._stopping:
-            self._wake.clear()
-            try:
-                self.deliver_due()
-                due = self.next_due()
-                wait = POLL_S if due is None else max(0.2, min(POLL_S, due - self.clock() + 0.05))
-            except Exception:  # noqa: BLE001 - the database may be briefly unavailable; try again later
-                log.exception("notification loop failed; retrying")
-                wait = 5.0
-            self._wake.wait(wait)
+    def _step(self) -> float:
+        """Send what is due; sleep until the next recipient's window ends (or POLL_S)."""
+        self.deliver_due()
+        due = self.next_due()
+        return POLL_S if due is None else max(0.2, min(POLL_S, due - self.clock() + 0.05))
 
 
 def init_app(app: Any) -> None:
