@@ -9,7 +9,6 @@ import re
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -17,6 +16,7 @@ from urllib.parse import urlencode
 import pytest
 
 from tests.conftest import _new_db_url, make_app
+from tests.support.jwks_server import JwksServer
 from tests.support.smart import ATYPE, REDIRECT, Smart, assertion, basic, keypair, pkce, query
 
 
@@ -227,34 +227,9 @@ def test_item10_the_tokens_own_client_and_the_resource_server_may_introspect(sma
 
 
 # ---- 12. a slow jwks_uri ----
-class SlowJwks:
-    """A JWKS server that answers after `delay` seconds, counting the requests it gets."""
-
-    def __init__(self, jwks: dict[str, Any], delay: float) -> None:
-        body, outer = json.dumps(jwks).encode(), self
-        self.hits = 0
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
-                outer.hits += 1
-                time.sleep(delay)
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_port}/jwks.json"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-
 def test_item12_a_slow_jwks_uri_does_not_stall_the_server(app, smart):
     key, jwks = keypair("ES384")
-    slow = SlowJwks(jwks, delay=4.0)
+    slow = JwksServer(jwks, delay=4.0)
     try:
         client_id, _ = smart.register("jwks", jwks_uri=slow.url, grant_types=["client_credentials"],
                                       redirect_uris=[])
@@ -284,7 +259,7 @@ def test_item12_a_slow_jwks_uri_does_not_stall_the_server(app, smart):
         assert max(took for _, took in answers[6:]) < 1.0 and slow.hits == 1
         assert answers[-1][0] == 400
     finally:
-        slow.httpd.shutdown()
+        slow.close()
 
 
 # ---- 14. rate limits ----

@@ -5,40 +5,15 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 import pytest
 from joserfc import jwk, jwt
 
+from tests.support.jwks_server import JwksServer
 from tests.support.smart import ATYPE, REDIRECT, assertion, basic, keypair
 
 FULL = "launch/patient openid fhirUser offline_access patient/*.rs"
-
-
-class JwksServer:
-    """A tiny HTTP server publishing a JWKS, like Inferno's jwks.json."""
-
-    def __init__(self, jwks: dict[str, Any]) -> None:
-        body = json.dumps(jwks).encode()
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.httpd = HTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_port}/.well-known/jwks.json"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
 
 
 @pytest.fixture
