@@ -42,7 +42,7 @@ $(CONFORMANCE)/node_modules/.package-lock.json: $(CONFORMANCE)/package-lock.json
 node-deps: $(CONFORMANCE)/node_modules/.package-lock.json
 
 test: $(STAMP) system-deps node-deps
-	$(BIN)/pytest -q -p no:randomly tests
+	$(BIN)/pytest -q -p no:randomly --tb=native tests
 
 test-fast: $(STAMP)
 	CARESPACE_TEST_BACKENDS=sqlite $(BIN)/pytest -q -x -m "not e2e" tests

@@ -111,8 +111,12 @@ def _answer_unavailable(app: Flask) -> None:
 
 
 def close_app(app: Flask) -> None:
-    """Write the queued AuditEvents and close the database connections (tests, embedding programs)."""
+    """Write the queued AuditEvents, stop the background senders and close the database connections."""
     app.extensions["audit_log"].flush()
+    for name in ("notifier", "mailer"):
+        job = app.extensions.get(name)
+        if job is not None:
+            job.sender.close()
     feed = app.extensions.get("carespace.changes")
     if feed is not None:
         feed.stop()

@@ -21,10 +21,13 @@ class Background:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._stopping = False
+        self._closed = False
 
     def kick(self) -> None:
-        """Start the thread if it is not running, and wake it."""
+        """Start the thread if it is not running, and wake it (never again once closed)."""
         with self._lock:
+            if self._closed:
+                return
             if self._thread is None or not self._thread.is_alive():
                 self._stopping = False
                 self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
@@ -32,10 +35,17 @@ class Background:
         self._wake.set()
 
     def stop(self) -> None:
+        """Stop the thread; a later kick() starts it again."""
         self._stopping = True
         self._wake.set()
         if self._thread is not None:
             self._thread.join(5)
+
+    def close(self) -> None:
+        """Stop for good: the app is closing and its engine is disposed, so no thread may reconnect."""
+        with self._lock:
+            self._closed = True
+        self.stop()
 
     def _run(self) -> None:
         while not self._stopping:

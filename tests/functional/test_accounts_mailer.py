@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
+from carespace import close_app
 from carespace.mailer import OutboxMailer, SmtpTarget, backoff_s
 from carespace.models import OutboxMail
 from tests.conftest import _new_db_url, make_app
@@ -18,8 +19,7 @@ from tests.support.postgres import free_port
 def mail_app(backend: str, pg_cluster: Any, tmp_path: Path, smtp_server: Any) -> Iterator[Any]:
     app = make_app(_new_db_url(backend, pg_cluster, tmp_path), tmp_path / "instance", SMTP_URL=smtp_server.url)
     yield app
-    app.extensions["mailer"].stop()
-    app.extensions["carespace.engine"].dispose()
+    close_app(app)
 
 
 def test_without_smtp_mail_stays_in_outbox(app: Any) -> None:

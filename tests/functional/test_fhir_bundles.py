@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from carespace import close_app
 from tests.conftest import _new_db_url, make_app, synthea_bundles, synthea_files, trusted_client
 from tests.support.fhirapi import count_type, create, ok
 from tests.support.synthea import type_counts
@@ -185,7 +186,7 @@ def test_carespace_import_loads_synthea_with_progress_and_summary(backend: str, 
         client = trusted_client(app)
         assert Counter({t: count_type(client, t) for t in type_counts()}) == type_counts()
     finally:
-        app.extensions["carespace.engine"].dispose()
+        close_app(app)
 
 
 def test_carespace_import_bad_input_is_one_line_error(tmp_path: Path) -> None:

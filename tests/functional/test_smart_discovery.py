@@ -5,6 +5,8 @@ import os
 import stat
 from pathlib import Path
 
+from carespace import close_app
+
 CAPS = ("launch-standalone launch-ehr client-public client-confidential-symmetric client-confidential-asymmetric "
         "sso-openid-connect context-standalone-patient context-ehr-patient context-banner context-style "
         "permission-offline permission-patient permission-user permission-v1 permission-v2 authorize-post").split()
@@ -104,8 +106,12 @@ def test_item33_jwks_has_an_rsa_key_kept_in_the_instance_folder(app, client):
     path = Path(app.config["INSTANCE_DIR"]) / "oauth_signing_key.pem"
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     from carespace import create_app
-    again = create_app({**{k: app.config[k] for k in ("INSTANCE_DIR", "DATABASE_URL", "BASE_URL", "SECRET_KEY")}})
-    assert again.test_client().get("/oauth/jwks").get_json()["keys"][0]["kid"] == rsa[0]["kid"]
+    again = create_app({**{k: app.config[k] for k in ("INSTANCE_DIR", "DATABASE_URL", "BASE_URL", "SECRET_KEY")},
+                        "TESTING": True})
+    try:
+        assert again.test_client().get("/oauth/jwks").get_json()["keys"][0]["kid"] == rsa[0]["kid"]
+    finally:
+        close_app(again)
 
 
 def test_smart_style_url_is_public_json(client):
@@ -119,4 +125,4 @@ def test_registration_endpoint_hidden_when_switched_off(tmp_path, backend, pg_cl
     c = app.test_client()
     assert "registration_endpoint" not in c.get("/fhir/.well-known/smart-configuration").get_json()
     assert c.post("/oauth/register", json={"redirect_uris": ["https://a.example/cb"]}).status_code == 403
-    app.extensions["carespace.engine"].dispose()
+    close_app(app)
