@@ -38,6 +38,16 @@ def code(dbs: Session, value: str) -> AuthCode | None:
     return dbs.execute(select(AuthCode).where(AuthCode.code_hash == digest(value))).scalar_one_or_none()
 
 
+def claim_code(dbs: Session, code_id: int) -> bool:
+    """Mark a code used in one conditional UPDATE; False when another request (any process) took it first.
+
+    RFC 6749 section 4.1.2: a code is used at most once. Reading `used` and setting it later would let two
+    concurrent redemptions both read it unused; the row lock of this UPDATE lets exactly one through."""
+    done = dbs.execute(update(AuthCode).where(AuthCode.id == code_id, AuthCode.used.is_(False))
+                       .values(used=True).execution_options(synchronize_session=False))
+    return bool(done.rowcount == 1)
+
+
 def token_by_access(dbs: Session, value: str) -> OAuthToken | None:
     return dbs.execute(select(OAuthToken).where(OAuthToken.access_hash == digest(value))).scalar_one_or_none()
 

@@ -109,12 +109,12 @@ class CodeGrant(grants.AuthorizationCodeGrant):
         if row is None or row.client_id != client.row.client_id:
             guessed()
             return None
-        if row.used:  # RFC 6749 4.1.2: a replayed code revokes what it issued
+        if not row.used and row.expires_at < repo.now():
+            return None
+        if row.used or not repo.claim_code(db(), row.id):  # RFC 6749 4.1.2: a replayed code revokes what it issued
             repo.revoke_tokens(db(), code_id=row.id)
             db().commit()
             hooks(current_app).refused(client.row.client_id, "authorization code reused; its tokens were revoked")
-            return None
-        if row.expires_at < repo.now():
             return None
         return Code(row)
 
