@@ -48,6 +48,16 @@ def claim_code(dbs: Session, code_id: int) -> bool:
     return bool(done.rowcount == 1)
 
 
+def claim_refresh(dbs: Session, token_id: int) -> bool:
+    """Revoke a refresh token being rotated in one conditional UPDATE; False when another request took it first.
+
+    RFC 9700 section 4.14.2: a rotated refresh token is good once; as with codes, the row lock lets exactly one
+    of several concurrent rotations through, and the others count as a replay."""
+    done = dbs.execute(update(OAuthToken).where(OAuthToken.id == token_id, OAuthToken.revoked.is_(False))
+                       .values(revoked=True).execution_options(synchronize_session=False))
+    return bool(done.rowcount == 1)
+
+
 def token_by_access(dbs: Session, value: str) -> OAuthToken | None:
     return dbs.execute(select(OAuthToken).where(OAuthToken.access_hash == digest(value))).scalar_one_or_none()
 

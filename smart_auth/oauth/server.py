@@ -156,15 +156,20 @@ class RefreshGrant(grants.RefreshTokenGrant):
         if row is None:
             guessed()
             return None
-        if row.revoked:
+        token = Token(row, "refresh_token")
+        if g.get("refresh_claimed") == row.id:
+            return token  # asked again within this request (public clients are identified by their token first)
+        if not row.revoked and (token.is_revoked() or token.is_expired()):
+            return None
+        if row.revoked or not repo.claim_refresh(db(), row.id):  # rotated before, or by a concurrent request
             family = repo.revoke_tokens(db(), code_id=row.code_id) if row.code_id is not None else 0
             db().commit()
             if family:
                 hooks(current_app).refused(row.client_id, f"refresh token reused after rotation; {family} "
                                                           "token(s) of its grant were revoked")
             return None
-        token = Token(row, "refresh_token")
-        return None if token.is_revoked() or token.is_expired() else token
+        g.refresh_claimed = row.id
+        return token
 
     def authenticate_user(self, refresh_token: Token) -> User | None:
         return refresh_token.get_user()

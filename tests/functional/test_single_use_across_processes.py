@@ -14,7 +14,7 @@ import pytest
 
 from carespace import close_app
 from tests.conftest import make_app
-from tests.support.smart import ATYPE, REDIRECT, Smart, assertion, keypair
+from tests.support.smart import ATYPE, REDIRECT, Smart, assertion, basic, keypair
 
 RACERS = 8
 
@@ -70,3 +70,12 @@ def test_a_client_assertion_is_accepted_once_across_processes(app: Any, client: 
             "client_assertion": assertion(client_id, key, "ES384")}
     statuses = race([app, other_process], lambda c: c.post("/oauth/token", data=form))
     assert statuses == Counter({200: 1, 400: RACERS - 1})  # invalid_client without Basic auth: 400
+
+
+def test_a_refresh_token_is_rotated_once_across_processes(app: Any, client: Any, other_process: Any) -> None:
+    smart = Smart(app, client)
+    tokens = smart.launch(smart.user(smart.patient()), kind="secret")
+    form = {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}
+    auth = basic(tokens["_client_id"], tokens["_secret"])
+    statuses = race([app, other_process], lambda c: c.post("/oauth/token", data=form, headers=auth))
+    assert statuses == Counter({200: 1, 400: RACERS - 1})
