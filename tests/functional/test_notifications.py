@@ -31,6 +31,9 @@ SECRETS = ["Zincoprotoporphyrin", "Kumquat", "7.77", "umol/molHb", "Persimmon", 
            "Portal", "12345-6", "Potassium", "2823-3", "mmol"]
 
 
+WORLD_ADDRESSES = ("pat@example.com", "kin@example.com", "olga@example.com", PRACTICE)
+
+
 @pytest.fixture
 def world(backend: str, pg_cluster: Any, tmp_path: Path, smtp_server: SmtpServer) -> Iterator[dict[str, Any]]:
     """A practice with SMTP, a patient with an account, a proxy, a staff member signed in to `client`."""
@@ -45,7 +48,7 @@ def world(backend: str, pg_cluster: Any, tmp_path: Path, smtp_server: SmtpServer
     other = pr.patient(fhir, given="Olga", family="Other")
     other_uid = pd.add_user(app, "olga@example.com", "Olga Other", "1960-01-01", other)
     pd.sign_in(app, client, staff_uid)
-    yield {"app": app, "fhir": fhir, "client": client, "pid": pid, "dr": dr, "patient": patient_uid,
+    yield {"start": len(smtp_server.messages), "app": app, "fhir": fhir, "client": client, "pid": pid, "dr": dr, "patient": patient_uid,
            "proxy": proxy_uid, "other": other, "other_uid": other_uid, "staff": staff_uid, "smtp": smtp_server}
     close_app(app)
 
@@ -58,7 +61,9 @@ def deliver(w: dict[str, Any]) -> int:
 
 
 def mails(w: dict[str, Any], after: int) -> list[Received]:
-    return list(w["smtp"].messages[after:])
+    """This world's mails since index `after` (0: since the world began; the SMTP server is the session's)."""
+    since = max(after, w["start"])
+    return [m for m in w["smtp"].messages[since:] if any(a in m.to for a in WORLD_ADDRESSES)]
 
 
 def to(found: list[Received], address: str) -> list[Received]:
