@@ -19,7 +19,7 @@ PACKAGE_MODULES = ["carespace.headers", "carespace.csrf", "carespace.mailer", "s
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Build the WSGI app; nothing connects or writes until a request or command needs it."""
-    from fhir_server import AuditLog, FhirService, capability_statement, register_api
+    from fhir_server import AuditLog, FhirService, ReadReplica, capability_statement, register_api
 
     from . import config, db
 
@@ -36,7 +36,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["carespace.write_sessions"] = db.make_sessions(engine, write=True)
     app.extensions["carespace.db_unavailable"] = db.unavailable  # the packages' error handlers answer 503
     app.config.setdefault("RETRY_AFTER_S", db.RETRY_AFTER_S)
-    fhir = FhirService(sessions, cfg["FHIR_BASE_URL"], cfg["SECRET_KEY"].encode())
+    replica = None
+    if cfg.get("DATABASE_REPLICA_URL"):  # searches, reads and $everything may go to a streaming replica
+        replica_engine = db.make_engine(cfg["DATABASE_REPLICA_URL"], connect_timeout=2)
+        app.extensions["carespace.replica_engine"] = replica_engine
+        replica = ReadReplica(db.make_sessions(replica_engine), engine, retry_s=float(cfg["REPLICA_RETRY_S"]))
+    fhir = FhirService(sessions, cfg["FHIR_BASE_URL"], cfg["SECRET_KEY"].encode(), replica=replica)
     app.extensions["fhir_service"] = fhir
     audit = AuditLog(fhir)
     fhir.audit = audit.access
@@ -121,6 +126,8 @@ def close_app(app: Flask) -> None:
     if feed is not None:
         feed.stop()
     app.extensions["carespace.engine"].dispose()
+    if "carespace.replica_engine" in app.extensions:
+        app.extensions["carespace.replica_engine"].dispose()
 
 
 def _no_authorization_server() -> Any:

@@ -81,6 +81,8 @@ def load(test_config: Mapping[str, Any] | None = None, env: Mapping[str, str] | 
     cfg: dict[str, Any] = {
         "INSTANCE_DIR": str(folder),
         "DATABASE_URL": env.get("CARESPACE_DATABASE_URL") or f"sqlite:///{folder / 'carespace.db'}",
+        "DATABASE_REPLICA_URL": env.get("CARESPACE_DATABASE_REPLICA_URL") or None,
+        "REPLICA_RETRY_S": _seconds(env, "CARESPACE_REPLICA_RETRY_S", 5.0),
         "BASE_URL": (env.get("CARESPACE_BASE_URL") or DEFAULT_BASE_URL).rstrip("/"),
         "SMTP_URL": env.get("CARESPACE_SMTP_URL") or None,
         "MAIL_FROM": env.get("CARESPACE_MAIL_FROM") or DEFAULT_MAIL_FROM,
@@ -108,5 +110,9 @@ def load(test_config: Mapping[str, Any] | None = None, env: Mapping[str, str] | 
     if not cfg["SECRET_KEY"]:
         cfg["SECRET_KEY"] = _secret(folder, "secret_key")
     cfg["BASE_URL"] = str(cfg["BASE_URL"]).rstrip("/")
+    if cfg["DATABASE_REPLICA_URL"] and not all(
+            str(cfg[k]).startswith("postgresql") for k in ("DATABASE_URL", "DATABASE_REPLICA_URL")):
+        raise ValueError("CARESPACE_DATABASE_REPLICA_URL needs PostgreSQL: a postgresql:// streaming replica of a "
+                         "postgresql:// CARESPACE_DATABASE_URL")
     cfg["FHIR_BASE_URL"] = cfg["BASE_URL"] + "/fhir"
     return cfg

@@ -79,8 +79,11 @@ class WriterGate:
         return len(self._waiting)
 
 
-def make_engine(url: str) -> Engine:
-    """An engine with SQLite tuned for WAL and concurrent readers, or PostgreSQL pooled."""
+def make_engine(url: str, connect_timeout: int | None = None) -> Engine:
+    """An engine with SQLite tuned for WAL and concurrent readers, or PostgreSQL pooled.
+
+    `connect_timeout` (PostgreSQL, seconds): give up connecting that soon (a replica that is down).
+    """
     u = make_url(url)
     if u.get_backend_name() == "sqlite":
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
@@ -113,7 +116,8 @@ def make_engine(url: str) -> Engine:
         def _no_pysqlite_tx(dbapi_conn: Any, _rec: Any) -> None:
             dbapi_conn.isolation_level = None
         return engine
-    engine = create_engine(url, pool_size=10, max_overflow=20, pool_recycle=1800)
+    engine = create_engine(url, pool_size=10, max_overflow=20, pool_recycle=1800,
+                           connect_args={"connect_timeout": connect_timeout} if connect_timeout else {})
     _ping_when_idle(engine)
     return engine
 

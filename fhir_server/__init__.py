@@ -45,13 +45,14 @@ from .rules.messages import CATEGORY_SYSTEM, MAX_MESSAGE_CHARS, MAX_SUBJECT_CHAR
 from .service import FhirService
 from .storage.hot_select import HotSelect
 from .storage.models import Base as FhirBase
+from .storage.replica import ReadReplica
 from .stored import Stored, UnitOfWork, WriteResult
 
 __all__ = [
     "AccessContext", "AuditLog", "BadRequest", "CATEGORY_SYSTEM", "Commit", "CommitHook", "CommittedWrite", "Conflict", "EverythingPage", "EverythingRequest",
     "FhirBase", "FhirError", "FhirService", "Forbidden", "Gone", "HeaderResolver", "HotSelect", "InternalError",
     "MAX_MESSAGE_CHARS", "MAX_SUBJECT_CHARS", "MethodNotAllowed", "NotFound", "PATIENT_CATEGORIES",
-    "PayloadTooLarge", "PreconditionFailed", "ScopeGrant", "Stored", "Unauthorized", "UnsupportedMediaType",
+    "PayloadTooLarge", "PreconditionFailed", "ReadReplica", "ScopeGrant", "Stored", "Unauthorized", "UnsupportedMediaType",
     "Unprocessable", "UnitOfWork", "WriteResult", "audit_event", "capability_statement", "concept_text", "error_response",
     "for_status", "human_name", "now_instant", "parse_scope", "register_api", "validate_resource",
 ]

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from . import committed, rules
@@ -28,6 +28,7 @@ from .search.includes import add_includes
 from .search.parse import SearchRequest, parse
 from .storage.indexing import Extractor, split_reference
 from .storage.models import ResourceRow, ResourceVersion
+from .storage.replica import ReadReplica, reader_of
 from .storage.repository import CurrentText, Repository, read_current_text
 from .stored import Stored, UnitOfWork, WriteResult
 
@@ -52,8 +53,9 @@ class FhirService:
     """Entry point for all FHIR operations; one instance per app, one DB transaction per call."""
 
     def __init__(self, sessions: sessionmaker[Session], base_url: str, secret: bytes,
-                 audit: AuditHook | None = None) -> None:
+                 audit: AuditHook | None = None, replica: ReadReplica | None = None) -> None:
         self.sessions = sessions
+        self.replica = replica  # reads that may go to a streaming replica (storage/replica.py)
         self.engine: Engine = sessions.kw["bind"]
         self.base_url = base_url.rstrip("/")
         self.extractor = Extractor(self.base_url)
@@ -65,10 +67,19 @@ class FhirService:
         self.on_commit: list[committed.CommitHook] = []  # told of every committed unit that wrote resources
 
     @contextmanager
-    def unit(self, write: bool = False) -> Iterator[Repository]:
-        """One atomic unit of work: commit on success, roll back on any error."""
-        with self.sessions() as session:
-            session.connection(execution_options={"write": write})
+    def unit(self, write: bool = False, reader: str | None = None, fence: str | None = None) -> Iterator[Repository]:
+        """One atomic unit of work: commit on success, roll back on any error.
+
+        `reader`: a read that may go to the replica once it has this reader's writes; `fence`: a write
+        whose reader's next reads must see it (storage/replica.py).
+        """
+        session = None
+        if reader is not None and not write and self.replica is not None:
+            session = self.replica.session_for(reader)
+        on_replica = session is not None
+        with session or self.sessions() as session:
+            if not on_replica:  # a replica session is connected already (it was asked how far it has replayed)
+                session.connection(execution_options={"write": write})
             try:
                 repo = Repository(session, self.extractor)
                 yield repo
@@ -81,10 +92,17 @@ class FhirService:
                     raise Conflict("The resource was changed by another request at the same moment; nothing was "
                                    "changed. Read it again and retry") from exc
                 raise
+            except DBAPIError as exc:
+                session.rollback()
+                if on_replica and self.replica is not None:
+                    self.replica.failed(exc)
+                raise
             except BaseException:
                 session.rollback()
                 raise
         if written is not None:
+            if fence is not None and self.replica is not None:
+                self.replica.fence(fence)
             self._committed(written)
 
     def _committed(self, commit: committed.Commit) -> None:
@@ -96,9 +114,12 @@ class FhirService:
                 log.exception("a commit hook failed after %d written versions", len(commit.writes))
 
     @contextmanager
-    def transaction(self, write: bool = True) -> Iterator[UnitOfWork]:
-        """A unit of work for other packages: their rows and FHIR writes in one database transaction."""
-        with self.unit(write=write) as repo:
+    def transaction(self, write: bool = True, ctx: AccessContext | None = None) -> Iterator[UnitOfWork]:
+        """A unit of work for other packages: their rows and FHIR writes in one database transaction.
+
+        `ctx`: whose reads must then see these writes (with a read replica, storage/replica.py).
+        """
+        with self.unit(write=write, fence=reader_of(ctx) if ctx is not None and write else None) as repo:
             yield UnitOfWork(repo.s, repo)
 
     def record_access(self, ctx: AccessContext, action: str, rtype: str, refs: list[str], ok: bool = True,
@@ -126,6 +147,13 @@ class FhirService:
                 elif ttype is None and "/" not in raw and raw and (name in ("patient", "_id") or modifier):
                     out.append(raw)
         return list(dict.fromkeys(out))
+
+    def reader(self, ctx: AccessContext, rtype: str | None, items: Iterable[tuple[str, str]] = ()) -> str | None:
+        """Whose writes a read must see, or None: it reads AuditEvents, which only the primary has at once."""
+        if rtype in (None, "AuditEvent") or any(
+                "AuditEvent" in v for k, v in items if k.startswith(("_include", "_revinclude", "_has"))):
+            return None
+        return reader_of(ctx)
 
     def settle_audit(self, rtype: str | None, items: Iterable[tuple[str, str]] = ()) -> None:
         """Before AuditEvents are read (by type, across types or included), the queued ones are written."""
@@ -167,11 +195,13 @@ class FhirService:
         if rtype == "AuditEvent":
             self.settle_audit(rtype)
         grants = ctx.require(rtype, "read")
-        if ctx.compartment_limit(rtype, grants) is None and not ctx.filters(grants):
+        reader = self.reader(ctx, rtype)
+        if ctx.compartment_limit(rtype, grants) is None and not ctx.filters(grants) and (
+                reader is None or self.replica is None):
             # nothing to check in the database: one statement, no unit of work
             text, version, updated, pk = self._found(ctx, rtype, fid, read_current_text(self.engine, rtype, fid))
         else:
-            with self.unit() as repo:
+            with self.unit(reader=reader) as repo:
                 text, version, updated, pk = self.visible_current(repo, ctx, rtype, fid)
         self.record_access(ctx, "read", rtype, [f"{rtype}/{fid}"])
         return Stored(rtype, fid, version, updated, text)
@@ -203,7 +233,7 @@ class FhirService:
             self.settle_audit(rtype)
         if not vid.isdigit() or len(vid) > 9:
             raise NotFound(f"Version {vid!r} of {rtype}/{fid} is not known")
-        with self.unit() as repo:
+        with self.unit(reader=self.reader(ctx, rtype)) as repo:
             cur = repo.current(rtype, fid)
             v = repo.version(rtype, fid, int(vid)) if cur else None
             if cur is None or v is None:
@@ -223,7 +253,7 @@ class FhirService:
     def create(self, ctx: AccessContext, rtype: str, body: Any, if_none_exist: str | None = None) -> WriteResult:
         self.check_type(rtype)
         validate_resource(body, rtype)
-        with self.unit(write=True) as repo:
+        with self.unit(write=True, fence=reader_of(ctx)) as repo:
             result = self.create_in(repo, ctx, body, if_none_exist)
         self.record_access(ctx, "create" if result.created else "read", rtype, [f"{rtype}/{result.stored.id}"],
                     patients=result.patients)
@@ -255,7 +285,7 @@ class FhirService:
         if not is_valid_id(fid):
             raise BadRequest(f"{fid!r} is not a valid FHIR id")
         validate_resource(body, rtype)
-        with self.unit(write=True) as repo:
+        with self.unit(write=True, fence=reader_of(ctx)) as repo:
             result = self.update_in(repo, ctx, rtype, fid, body, if_match)
         self.record_access(ctx, "update", rtype, [f"{rtype}/{fid}"], patients=result.patients)
         return result
@@ -292,7 +322,7 @@ class FhirService:
         self.check_type(rtype)
         self.check_changeable(rtype, "update")
         validate_resource(body, rtype)
-        with self.unit(write=True) as repo:
+        with self.unit(write=True, fence=reader_of(ctx)) as repo:
             found = self.match(repo, ctx, rtype, query)
             if len(found) > 1:
                 raise PreconditionFailed(f"The condition matched {len(found)} {rtype} resources")
@@ -311,7 +341,7 @@ class FhirService:
         """Delete; False when it was already deleted (idempotent)."""
         self.check_type(rtype, fid)
         self.check_changeable(rtype, "delete")
-        with self.unit(write=True) as repo:
+        with self.unit(write=True, fence=reader_of(ctx)) as repo:
             done, patients = self.delete_in(repo, ctx, rtype, fid)
         self.record_access(ctx, "delete", rtype, [f"{rtype}/{fid}"], patients=patients)
         return done
@@ -344,7 +374,7 @@ class FhirService:
     def conditional_delete(self, ctx: AccessContext, rtype: str, query: str) -> int:
         self.check_type(rtype)
         self.check_changeable(rtype, "delete")
-        with self.unit(write=True) as repo:
+        with self.unit(write=True, fence=reader_of(ctx)) as repo:
             found = self.match(repo, ctx, rtype, query)
             if len(found) > 1:
                 raise PreconditionFailed(f"The condition matched {len(found)} {rtype} resources")
@@ -391,7 +421,7 @@ class FhirService:
         types = None
         if rtype is None:
             types = [t for k, v in items if k == "_type" for t in v.split(",")] or None  # type: ignore[misc]
-        with self.unit() as repo:
+        with self.unit(reader=self.reader(ctx, rtype, items)) as repo:
             page = self.search_page(repo, ctx, req, types)
         self.record_access(ctx, "search", rtype or "", [f"{t}/{i}" for t, i, _ in page.matches + page.included],
                            named=self._patients_named(rtype, items) if rtype else ())

@@ -65,7 +65,7 @@ def everything(svc: "FhirService", ctx: AccessContext, req: EverythingRequest) -
             raise BadRequest("The paging cursor belongs to a different $everything request")
         after = int(data["k"])
     page = EverythingPage()
-    with svc.unit() as repo:
+    with svc.unit(reader=svc.reader(ctx, "Patient")) as repo:
         svc.visible_current(repo, ctx, "Patient", req.patient_id)  # 404/410/403 exactly as a read would
         limit = req.count
         rows = repo.compartment_rows(flt, after, limit + 1 if limit is not None else None)

@@ -23,7 +23,7 @@ def history(svc: "FhirService", ctx: AccessContext, rtype: str | None, fid: str 
     res_pk: int | None = None
     if rtype and fid:
         svc.check_type(rtype, fid)
-        with svc.unit() as repo:
+        with svc.unit(reader=svc.reader(ctx, rtype)) as repo:
             cur = repo.current(rtype, fid)
             if cur is None:
                 ctx.require(rtype, "history")
@@ -50,7 +50,7 @@ def history(svc: "FhirService", ctx: AccessContext, rtype: str | None, fid: str 
         if not isinstance(data.get("h"), int):
             raise BadRequest("The paging cursor does not belong to a history")
         before = data["h"]
-    with svc.unit() as repo:
+    with svc.unit(reader=svc.reader(ctx, rtype)) as repo:
         rows = repo.history_rows(res_pk, rtype, since_ms, before, limit + 1, types)
         nxt = svc.codec.encode({"h": rows[limit - 1].pk}) if len(rows) > limit else None
         shown = [row for row in rows[:limit] if _version_visible(svc, repo, ctx, row, rows)]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, Float, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import DDL, BigInteger, Boolean, Float, Index, Integer, String, Text, UniqueConstraint, event
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 PK = BigInteger().with_variant(Integer(), "sqlite")  # SQLite only autoincrements INTEGER PRIMARY KEY
@@ -165,3 +165,19 @@ INDEX_TABLES: dict[str, Any] = {
     "token": TokenIndex, "string": StringIndex, "date": DateIndex, "reference": ReferenceIndex,
     "quantity": QuantityIndex, "number": NumberIndex, "uri": UriIndex,
 }
+
+
+class ReadFence(Base):
+    """Where in the primary's WAL a reader's last write ended: its reads use a replica that has replayed it.
+
+    UNLOGGED on PostgreSQL: it is read on the primary only, and losing it in a crash only sends a few reads
+    to the primary that a replica could have answered.
+    """
+
+    __tablename__ = "fhir_read_fence"
+    reader: Mapped[str] = mapped_column(String(255), primary_key=True)
+    lsn: Mapped[str] = mapped_column(String(32))
+
+
+event.listen(ReadFence.__table__, "after_create",
+             DDL("ALTER TABLE fhir_read_fence SET UNLOGGED").execute_if(dialect="postgresql"))

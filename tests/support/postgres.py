@@ -45,7 +45,28 @@ class Cluster:
             shutil.chown(self.dir, "postgres", "postgres")
         subprocess.run(self._cmd(_bin("initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust",
                                  "-E", "UTF8", "--no-locale"), check=True, capture_output=True)
-        log = open(self.dir / "server.log", "wb")
+        return self._serve()
+
+    def replica(self) -> "Cluster":
+        """A streaming replica of this cluster: pg_basebackup -R (standby.signal + primary_conninfo), started."""
+        standby = Cluster()
+        if standby.as_root:
+            shutil.chown(standby.dir, "postgres", "postgres")
+        subprocess.run(standby._cmd(_bin("pg_basebackup"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
+                                    "-D", str(standby.data), "-R", "-X", "stream", "-c", "fast"),
+                       check=True, capture_output=True)
+        return standby._serve()
+
+    def restart(self) -> "Cluster":
+        """Start again after stop_server(), on the same port and data."""
+        return self._serve()
+
+    def stop_server(self) -> None:
+        """Stop the server and keep its data (restart() starts it again)."""
+        stop_process(self.proc)
+
+    def _serve(self) -> "Cluster":
+        log = open(self.dir / "server.log", "ab")
         self.proc = subprocess.Popen(self._cmd(_bin("postgres"), "-D", str(self.data), "-p", str(self.port),
                                                "-k", str(self.dir), "-h", "127.0.0.1", "-c", "fsync=off",
                                                "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
