@@ -162,6 +162,15 @@ def device_keys(nonce: str) -> list[tuple[str, int]]:
     return [(f"device:{nonce}"[:400], ACCOUNT_LIMIT)]
 
 
+def take_keys(dbs: Session, keys: list[tuple[str, int]]) -> None:
+    """Lock the keys' rows for this write (SELECT ... FOR UPDATE, in key order, so two writers never deadlock)
+    and load their current counts: concurrent failures on PostgreSQL are then counted one after the other,
+    never two on the same count (SQLite's writers take turns already)."""
+    names = sorted({key for key, _limit in keys})
+    dbs.scalars(select(LoginThrottle).where(LoginThrottle.key.in_(names)).order_by(LoginThrottle.key)
+                .with_for_update().execution_options(populate_existing=True)).all()
+
+
 def locked_minutes(dbs: Session, keys: list[tuple[str, int]], now: float) -> int:
     """Minutes until the longest lock on any key ends (0: not locked)."""
     wait = 0.0
@@ -175,6 +184,7 @@ def locked_minutes(dbs: Session, keys: list[tuple[str, int]], now: float) -> int
 def record_failure(dbs: Session, keys: list[tuple[str, int]], now: float, first_lock_s: float = LOCK_S) -> list[str]:
     """Count a failure on every key; reaching its limit within the window locks the key, each lock in a row
     twice as long as the one before (from first_lock_s up to LOCK_S). Returns the keys locked now."""
+    take_keys(dbs, keys)
     locked = []
     for key, limit in keys:
         row = dbs.get(LoginThrottle, key)

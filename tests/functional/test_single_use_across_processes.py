@@ -1,5 +1,5 @@
-"""Issue 17 item 2: single-use codes and jti replay protection hold across processes, because they live in
-the database. Two apps with their own engines and pools on one database stand for two server processes;
+"""Issue 17 item 2: single-use codes, jti replay protection and sign-in throttling hold across processes,
+because they live in the database. Two apps with their own engines and pools on one database stand for two server processes;
 the same code or client assertion is sent to both at once from several threads."""
 from __future__ import annotations
 
@@ -11,9 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from carespace import close_app
+from smart_auth.accounts import security
+from smart_auth.accounts.models import LoginThrottle
 from tests.conftest import make_app
+from tests.support.accounts import csrf, patient_user
 from tests.support.smart import ATYPE, REDIRECT, Smart, assertion, basic, keypair
 
 RACERS = 8
@@ -27,14 +31,17 @@ def other_process(app: Any, tmp_path: Path) -> Iterator[Any]:
     close_app(twin)
 
 
-def race(apps: list[Any], send: Callable[[Any], Any]) -> Counter[int]:
-    """Send the same request from RACERS threads at once, alternating between the apps; count the statuses."""
+def race(apps: list[Any], send: Callable[[Any], Any], prepare: Callable[[Any], Any] | None = None) -> Counter[int]:
+    """Send the same request from RACERS threads at once, alternating between the apps; count the statuses.
+    `prepare(client)` runs in each thread before they start together (a sign-in form's CSRF token)."""
     start = threading.Barrier(RACERS)
     statuses: list[int] = []
     lock = threading.Lock()
 
     def one(i: int) -> None:
         client = apps[i % len(apps)].test_client()
+        if prepare is not None:
+            prepare(client)
         start.wait()
         status = send(client).status_code
         with lock:
@@ -79,3 +86,25 @@ def test_a_refresh_token_is_rotated_once_across_processes(app: Any, client: Any,
     auth = basic(tokens["_client_id"], tokens["_secret"])
     statuses = race([app, other_process], lambda c: c.post("/oauth/token", data=form, headers=auth))
     assert statuses == Counter({200: 1, 400: RACERS - 1})
+
+
+def test_sign_in_failures_are_counted_once_each_across_processes(app: Any, client: Any, other_process: Any) -> None:
+    """RACERS wrong passwords for one account from one address at once, through two processes: exactly
+    ACCOUNT_LIMIT are counted (401) before the lock, the rest are refused by it (429), and the address's
+    count holds every failure (no update lost between two writers)."""
+    patient_user(app, client, email="race@example.org")
+    tokens: dict[int, str] = {}
+
+    def form(c: Any) -> None:
+        tokens[id(c)] = csrf(c)
+
+    statuses = race([app, other_process], lambda c: c.post("/login", data={
+        "csrf_token": tokens[id(c)], "email": "race@example.org", "password": "wrong-Passw0rd",
+        "birth_date": "1980-02-03"}), prepare=form)
+    assert statuses == Counter({401: security.ACCOUNT_LIMIT, 429: RACERS - security.ACCOUNT_LIMIT})
+    with app.extensions["carespace.sessions"]() as dbs:
+        rows = {r.key: r for r in dbs.scalars(select(LoginThrottle))}
+    by_address = rows["email-ip:race@example.org|127.0.0.1"]
+    assert (by_address.strikes, by_address.failures) == (1, 0)
+    assert rows["ip:127.0.0.1"].failures == security.ACCOUNT_LIMIT
+    assert rows["email:race@example.org"].failures == security.ACCOUNT_LIMIT
