@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import hashlib
 import time
-from typing import NamedTuple
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Engine, bindparam, delete, or_, select, update
+from sqlalchemy import CursorResult, Engine, bindparam, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -43,8 +43,8 @@ def claim_code(dbs: Session, code_id: int) -> bool:
 
     RFC 6749 section 4.1.2: a code is used at most once. Reading `used` and setting it later would let two
     concurrent redemptions both read it unused; the row lock of this UPDATE lets exactly one through."""
-    done = dbs.execute(update(AuthCode).where(AuthCode.id == code_id, AuthCode.used.is_(False))
-                       .values(used=True).execution_options(synchronize_session=False))
+    done = cast(CursorResult[Any], dbs.execute(update(AuthCode).where(AuthCode.id == code_id, AuthCode.used.is_(False))
+                                               .values(used=True).execution_options(synchronize_session=False)))
     return bool(done.rowcount == 1)
 
 
@@ -53,8 +53,9 @@ def claim_refresh(dbs: Session, token_id: int) -> bool:
 
     RFC 9700 section 4.14.2: a rotated refresh token is good once; as with codes, the row lock lets exactly one
     of several concurrent rotations through, and the others count as a replay."""
-    done = dbs.execute(update(OAuthToken).where(OAuthToken.id == token_id, OAuthToken.revoked.is_(False))
-                       .values(revoked=True).execution_options(synchronize_session=False))
+    done = cast(CursorResult[Any], dbs.execute(
+        update(OAuthToken).where(OAuthToken.id == token_id, OAuthToken.revoked.is_(False))
+        .values(revoked=True).execution_options(synchronize_session=False)))
     return bool(done.rowcount == 1)
 
 
