@@ -425,13 +425,19 @@ class Ehr(User):
 
 
 # ---- the run --------------------------------------------------------------------------------------------------
-def serve(folder: Path, db_url: str, port: int, threads: int) -> subprocess.Popen[bytes]:
+def serve(folder: Path, db_url: str, port: int, threads: int, workers: int = 1,
+          replica_url: str | None = None) -> subprocess.Popen[bytes]:
+    """`carespace serve` with `threads` threads in each of `workers` processes, reading from `replica_url` if set."""
     env = {**os.environ, "CARESPACE_INSTANCE_DIR": str(folder), "CARESPACE_DATABASE_URL": db_url,
            "CARESPACE_BASE_URL": f"http://127.0.0.1:{port}", "PYTHONUNBUFFERED": "1"}
     env.pop("CARESPACE_SMTP_URL", None)
+    env.pop("CARESPACE_DATABASE_REPLICA_URL", None)
+    if replica_url:
+        env["CARESPACE_DATABASE_REPLICA_URL"] = replica_url
     log = open(folder / "server.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "carespace", "serve", "--host", "127.0.0.1", "--port", str(port),
-                             "--threads", str(threads)], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+                             "--threads", str(threads), "--workers", str(workers)], env=env, stdout=log,
+                            stderr=subprocess.STDOUT, cwd=ROOT)
     deadline = time.time() + 60
     while time.time() < deadline:
         try:
@@ -495,14 +501,28 @@ def stop(proc: subprocess.Popen[bytes], folder: Path) -> dict[str, Any]:
         proc.kill()
         proc.wait()
     log = (folder / "server.log").read_text(errors="replace")
-    m = re.search(r"^audit queue: (\{.*\})$", log, re.M)
-    return {"audit_queue": json.loads(m.group(1)) if m else None, "tracebacks": log.count("Traceback"),
+    queues = [json.loads(m) for m in re.findall(r"^audit queue(?: \(worker \d+\))?: (\{.*\})$", log, re.M)]
+    return {"audit_queue": _summed(queues) if queues else None, "tracebacks": log.count("Traceback"),
             "log_tail": log[-2000:] if "Traceback" in log else ""}
 
 
+def _summed(queues: list[dict[str, Any]]) -> dict[str, Any]:
+    """The audit queues of every worker as one: events and refusals add up, waits and depths take the worst."""
+    out = dict(queues[0])
+    for q in queues[1:]:
+        for key, value in q.items():
+            if isinstance(value, (int, float)) and key in out:
+                out[key] = max(out[key], value) if key.startswith("max") or key == "limit" else out[key] + value
+    return out
+
+
 def run(backend: str, db_url: str, users: int, seconds: float, think: float = 0.3, threads: int = 8,
-        patients: int = 20, seed: int = 15, folder: Path | None = None, quiet: bool = False) -> dict[str, Any]:
-    """One load run on a fresh database; returns the figures and the problems found (empty: passed)."""
+        patients: int = 20, seed: int = 15, folder: Path | None = None, quiet: bool = False, workers: int = 1,
+        replica_url: str | None = None, ready: Any = None) -> dict[str, Any]:
+    """One load run on a fresh database; returns the figures and the problems found (empty: passed).
+
+    `ready()`, if given, is called once the practice is prepared, before serving (a replica catches up).
+    """
     from tests.support.postgres import free_port
     folder = folder or Path(tempfile.mkdtemp(prefix=f"carespace-load-{backend}-"))
     folder.mkdir(parents=True, exist_ok=True)
@@ -513,7 +533,9 @@ def run(backend: str, db_url: str, users: int, seconds: float, think: float = 0.
     say = (lambda msg: None) if quiet else (lambda msg: print(f"[{time.strftime('%H:%M:%S')}] {msg}",
                                                                 file=sys.stderr, flush=True))
     say(f"{backend}: {len(world.patients)} patients ready in {time.time() - t0:.0f} s; serving on {url}")
-    proc = serve(folder, db_url, port, threads)
+    if ready is not None:
+        ready()
+    proc = serve(folder, db_url, port, threads, workers, replica_url)
     stats = Stats()
     rng = random.Random(seed)
     try:

@@ -6,6 +6,7 @@ each worker on its first request. A worker that exits writes its queued AuditEve
 """
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -36,6 +37,9 @@ def _worker_exit(_server: Any, worker: Any) -> None:
     app = getattr(worker, "wsgi", None)
     if app is not None and hasattr(app, "extensions"):
         from . import close_app
+        audit = app.extensions["audit_log"]
+        audit.flush(timeout=60)
+        print(f"audit queue (worker {worker.pid}): " + json.dumps(audit.stats()), flush=True)
         close_app(app)
 
 
