@@ -103,3 +103,102 @@ def test_a_dropped_listener_turns_the_cache_off_until_it_listens_again(
     r = requests.post(b.url + "/oauth/revoke", data={"token": token}, auth=(client_id, secret), timeout=30)
     assert r.status_code == 200
     assert [_fresh(a.url, "/fhir/Patient?_count=1", token) for _ in range(10)] == [401] * 10
+
+
+# ---- a revoked app grant, a revoked proxy and a disabled account, each revoked through server B ----------------
+@pytest.fixture
+def people(two_machines: tuple[LiveServer, LiveServer], tmp_path: Path,
+           monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """Accounts and app tokens made in-process on the servers' database (setup only; every check is HTTP),
+    for the servers' base URL (the audience the tokens are bound to)."""
+    from carespace import close_app
+    from smart_auth.accounts import staff as staff_admin
+    from tests.conftest import make_app
+    from tests.support import practice as pr
+    from tests.support.smart import Smart
+    a, _b = two_machines
+    app = make_app(a.env["CARESPACE_DATABASE_URL"], tmp_path / "setup", SECRET_KEY="shared-secret", BASE_URL=a.url)
+    monkeypatch.setattr("tests.support.smart.FHIR_BASE", a.url + "/fhir")
+    smart = Smart(app, app.test_client())
+    pid = smart.patient("Owner", "Olga")
+    owner = smart.user(pid)
+    helper = smart.user(smart.patient("Helper", "Hal"))
+    smart.proxy(helper, pid)
+    admin_uid, admin_dr = pr.add_staff(app, smart.fhir, "Maya Chen", "maya@example.com")
+    staff_admin.make_admin(app.extensions["accounts"], f"Practitioner/{admin_dr}")
+    nurse_uid, _ = pr.add_staff(app, smart.fhir, "Ned Nurse", "ned@example.com")
+    from smart_auth.accounts.models import User
+    with app.extensions["carespace.sessions"]() as s:
+        nurse = s.get(User, nurse_uid)
+    tokens = {"app": smart.launch(owner)["access_token"],
+              "proxy": smart.launch(helper, patient_id=pid)["access_token"],
+              "nurse": smart.launch(nurse, scope="openid fhirUser user/Patient.rs")["access_token"]}
+    yield {"pid": pid, "owner": owner.email, "helper": helper, "admin": "maya@example.com", "nurse": nurse_uid,
+           "tokens": tokens}
+    close_app(app)
+
+
+def _signed_in(base: str, email: str, password: str, birth: str) -> requests.Session:
+    """A browser session signed in through server B's login form."""
+    s = requests.Session()
+    s.post(base + "/login", data={"csrf_token": _csrf(s, base + "/login"), "email": email, "password": password,
+                                  "birth_date": birth}, allow_redirects=False, timeout=30).raise_for_status()
+    return s
+
+
+def _csrf(s: requests.Session, url: str) -> str:
+    import re
+    m = re.search(r'name="csrf_token" value="([^"]+)"', s.get(url, timeout=30).text)
+    assert m, url
+    return m.group(1)
+
+
+def _everywhere(a: LiveServer, b: LiveServer, path: str, token: str) -> list[int]:
+    """The status of `path` in 12 requests on new connections to A's workers and 2 to server B."""
+    return [_fresh(a.url, path, token) for _ in range(12)] + [_fresh(b.url, path, token) for _ in range(2)]
+
+
+def test_a_revoked_app_grant_fails_at_once_everywhere(two_machines: tuple[LiveServer, LiveServer],
+                                                      people: dict[str, Any]) -> None:
+    import re
+    a, b = two_machines
+    path, token = f"/fhir/Patient/{people['pid']}", people["tokens"]["app"]
+    assert _everywhere(a, b, path, token) == [200] * 14  # cached in every worker and on B
+    owner = _signed_in(b.url, people["owner"], "Secret#123", "1980-01-02")
+    page = owner.get(b.url + "/apps", timeout=30).text
+    gid = re.search(r'action="/apps/(\d+)/revoke"', page)
+    assert gid, page[:2000]
+    r = owner.post(f"{b.url}/apps/{gid.group(1)}/revoke", data={"csrf_token": _csrf(owner, b.url + "/apps")},
+                   allow_redirects=False, timeout=30)
+    assert r.status_code == 302
+    assert _everywhere(a, b, path, token) == [401] * 14
+
+
+def test_a_revoked_proxy_fails_at_once_everywhere(two_machines: tuple[LiveServer, LiveServer],
+                                                  people: dict[str, Any]) -> None:
+    import re
+    a, b = two_machines
+    path, token = f"/fhir/Patient/{people['pid']}", people["tokens"]["proxy"]
+    assert _everywhere(a, b, path, token) == [200] * 14
+    owner = _signed_in(b.url, people["owner"], "Secret#123", "1980-01-02")
+    page = owner.get(b.url + "/manage-users", timeout=30).text
+    row = re.search(r'action="/manage-users/(\d+)/revoke"', page)
+    assert row, page[:2000]
+    r = owner.post(f"{b.url}/manage-users/{row.group(1)}/revoke",
+                   data={"csrf_token": _csrf(owner, b.url + "/manage-users")}, allow_redirects=False, timeout=30)
+    assert r.status_code == 302
+    statuses = _everywhere(a, b, path, token)
+    assert set(statuses) <= {401, 403} and len(statuses) == 14, statuses
+
+
+def test_a_disabled_account_fails_at_once_everywhere(two_machines: tuple[LiveServer, LiveServer],
+                                                     people: dict[str, Any]) -> None:
+    from tests.support import portal_data as pd
+    a, b = two_machines
+    path, token = "/fhir/Patient?_count=1", people["tokens"]["nurse"]
+    assert _everywhere(a, b, path, token) == [200] * 14
+    admin = _signed_in(b.url, people["admin"], pd.PASSWORD, "1975-05-14")
+    r = admin.post(f"{b.url}/practice/admin/staff/{people['nurse']}/disable",
+                   data={"csrf_token": _csrf(admin, b.url + "/practice/admin")}, allow_redirects=False, timeout=30)
+    assert r.status_code == 302
+    assert _everywhere(a, b, path, token) == [401] * 14
