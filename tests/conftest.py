@@ -11,7 +11,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -149,11 +149,33 @@ class LiveServer:
         stop_process(self.proc)
 
 
+# The e2e servers: SQLite and one process, or (CARESPACE_TEST_E2E_SERVER=workers) a PostgreSQL database and
+# `carespace serve --workers 2`, so the whole e2e suite can run against several processes.
+E2E_SERVER = os.environ.get("CARESPACE_TEST_E2E_SERVER", "sqlite")
+Store = Callable[[Path], tuple[str, tuple[str, ...]]]
+
+
+@pytest.fixture(scope="session")
+def e2e_store(pg_cluster: Cluster | None) -> Store:
+    """folder -> (database URL, serve arguments) of an e2e server, as CARESPACE_TEST_E2E_SERVER says."""
+    if E2E_SERVER not in ("sqlite", "workers"):
+        raise pytest.UsageError(f"CARESPACE_TEST_E2E_SERVER must be sqlite or workers, not {E2E_SERVER!r}")
+
+    def store(folder: Path) -> tuple[str, tuple[str, ...]]:
+        if E2E_SERVER == "sqlite":
+            return f"sqlite:///{folder / 'carespace.db'}", ()
+        if pg_cluster is None:
+            raise pytest.UsageError("CARESPACE_TEST_E2E_SERVER=workers needs postgres in CARESPACE_TEST_BACKENDS")
+        return pg_cluster.create_database(f"e2e_{next(_db_counter)}_{os.getpid()}"), ("--workers", "2")
+    return store
+
+
 @pytest.fixture
-def live_server(tmp_path: Path, smtp_server: SmtpServer) -> Iterator[LiveServer]:
+def live_server(tmp_path: Path, smtp_server: SmtpServer, e2e_store: Store) -> Iterator[LiveServer]:
     folder = tmp_path / "live"
     folder.mkdir()
-    server = LiveServer(folder, f"sqlite:///{folder / 'carespace.db'}", smtp_server.url).start()
+    url, serve_args = e2e_store(folder)
+    server = LiveServer(folder, url, smtp_server.url, serve_args=serve_args).start()
     yield server
     server.stop()
 

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import re
-import sqlite3
 from typing import Any
 
 import pytest
+from sqlalchemy import create_engine
+from sqlalchemy import text as sql
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "Str0ng!pass"
@@ -104,8 +105,10 @@ def test_resend_and_expired_link(live_server: Any, smtp_server: Any, page: Any) 
     page.goto(first)
     assert "replaced by a newer one" in page.inner_text("main")
     assert "ask our practice to resend" in page.inner_text("main")
-    with sqlite3.connect(live_server.folder / "carespace.db") as db:  # move the clock past the 4 days
-        db.execute("UPDATE auth_link_token SET expires_at = expires_at - 4 * 24 * 3600 - 1 WHERE state = 'active'")
+    engine = create_engine(live_server.env["CARESPACE_DATABASE_URL"])  # move the clock past the 4 days
+    with engine.begin() as db:
+        db.execute(sql("UPDATE auth_link_token SET expires_at = expires_at - 4 * 24 * 3600 - 1 WHERE state = 'active'"))
+    engine.dispose()
     page.goto(second)
     text = page.inner_text("main")
     assert "expired" in text and "4 days" in text and "ask our practice to resend" in text

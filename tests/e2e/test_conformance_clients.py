@@ -39,7 +39,7 @@ CHECKS = [
 
 
 @pytest.fixture(scope="module")
-def outcomes(tmp_path_factory: pytest.TempPathFactory, smtp_server: Any) -> dict[str, dict[str, Any]]:
+def outcomes(tmp_path_factory: pytest.TempPathFactory, smtp_server: Any, e2e_store: Any) -> dict[str, dict[str, Any]]:
     """Run every check once against one server (a Synthea patient, a backend client)."""
     from tests.conftest import LiveServer
     if not (HERE / "node_modules").is_dir():
@@ -47,7 +47,8 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory, smtp_server: Any) -> dict
     node = shutil.which("node")
     assert node, "Node.js is needed for the conformance clients"
     folder = tmp_path_factory.mktemp("conformance")
-    live = LiveServer(folder, f"sqlite:///{folder / 'carespace.db'}", smtp_server.url).start()
+    db_url, serve_args = e2e_store(folder)
+    live = LiveServer(folder, db_url, smtp_server.url, serve_args=serve_args).start()
     try:
         bundle = min(synthea_files(), key=lambda p: p.stat().st_size)
         live.cli("import", str(bundle))

@@ -23,13 +23,14 @@ BIRTH = "1980-02-29"
 
 
 @pytest.fixture(scope="module")
-def portal(tmp_path_factory: pytest.TempPathFactory, smtp_server: Any) -> Iterator[dict[str, Any]]:
+def portal(tmp_path_factory: pytest.TempPathFactory, smtp_server: Any, e2e_store: Any) -> Iterator[dict[str, Any]]:
     """A served portal whose patient came in as a Synthea Bundle, with demo documents and messages."""
     from carespace.importer import run_import
     folder = tmp_path_factory.mktemp("portal") / "live"
     folder.mkdir()
-    db_url = f"sqlite:///{folder / 'carespace.db'}"
-    server = LiveServer(folder, db_url, smtp_server.url, env={"CARESPACE_SECRET_KEY": "portal-e2e-secret"})
+    db_url, serve_args = e2e_store(folder)
+    server = LiveServer(folder, db_url, smtp_server.url, env={"CARESPACE_SECRET_KEY": "portal-e2e-secret"},
+                        serve_args=serve_args)
     app = make_app(db_url, folder, SECRET_KEY="portal-e2e-secret", BASE_URL=server.url)
     svc = app.extensions["fhir_service"]
     run_import(svc, [synthea_dir() / SYNTHEA_FILE], out=open("/dev/null", "w"))
@@ -99,6 +100,7 @@ def test_health_labs_history_and_documents(view: Any, portal: dict[str, Any], ax
     pg.get_by_role("link", name="Chest X-ray").click()
     img = pg.get_by_role("img", name="Chest X-ray, two views")
     img.wait_for()
+    pg.wait_for_function("(el) => el.complete", arg=img.element_handle())  # loaded (or failed), then measured
     assert pg.evaluate("(el) => el.naturalWidth", img.element_handle()) == 160
     check_page(pg, axe_js, "document-image")
     with pg.expect_download() as dl:
@@ -163,6 +165,7 @@ def test_resources_access_log_menu_and_errors(view: Any, portal: dict[str, Any],
     for name in ("Manage Users", "Connected apps", "Access log", "Sign out"):
         assert pg.get_by_role("link", name=name).or_(pg.get_by_role("button", name=name)).first.is_visible()
     pg.get_by_role("link", name="Access log").click()
+    pg.wait_for_url(re.compile(r"/access-log"))
     assert pg.get_by_role("heading", name="Access log").is_visible()
     assert pg.get_by_text("Frank McDermott (you)").first.is_visible()
     check_page(pg, axe_js, "access-log")

@@ -21,10 +21,11 @@ PASSWORD = "CareSpace-Demo1!"
 
 
 @pytest.fixture(scope="module")
-def console(tmp_path_factory: pytest.TempPathFactory, smtp_server: Any) -> Iterator[dict[str, Any]]:
+def console(tmp_path_factory: pytest.TempPathFactory, smtp_server: Any, e2e_store: Any) -> Iterator[dict[str, Any]]:
     folder = tmp_path_factory.mktemp("console") / "live"
     folder.mkdir()
-    server = LiveServer(folder, f"sqlite:///{folder / 'carespace.db'}", smtp_server.url)
+    db_url, serve_args = e2e_store(folder)
+    server = LiveServer(folder, db_url, smtp_server.url, serve_args=serve_args)
     server.cli("db", "upgrade")
     server.cli("demo")
     server.start()
