@@ -78,6 +78,56 @@ def measure(users: int, seconds: float, think: float, threads: int, configs: lis
         primary.stop()
 
 
+def read_cost(reads: int) -> dict[str, Any]:
+    """In-process reads by id and searches, primary only vs routed through the replica (its fence lookup and
+    replay check), alternating on one database: what reading from a replica costs a request."""
+    from carespace import close_app, create_app, db
+    from fhir_server import AccessContext
+    from tests.support.postgres import Cluster
+    primary = Cluster().start()
+    time.sleep(1)
+    try:
+        url = primary.create_database("reads")
+        replica = primary.replica()
+        folder = Path(tempfile.mkdtemp(prefix="carespace-replica-reads-"))
+        apps = {}
+        for name, extra in (("primary", {}), ("replica", {"DATABASE_REPLICA_URL": replica.url("reads")})):
+            apps[name] = create_app({"INSTANCE_DIR": str(folder / name), "DATABASE_URL": url, "SECRET_KEY": "bench",
+                                     "TESTING": True, **extra})
+        db.upgrade(apps["primary"].extensions["carespace.engine"])
+        svc = apps["primary"].extensions["fhir_service"]
+        sysctx = AccessContext.system("bench")
+        pid = svc.create(sysctx, "Patient", {"resourceType": "Patient", "name": [{"family": "Bench"}]}).stored.id
+        ids = [svc.create(sysctx, "Observation", {"resourceType": "Observation", "status": "final",
+                                                  "subject": {"reference": f"Patient/{pid}"},
+                                                  "code": {"coding": [{"system": "http://loinc.org", "code": "2345-7"}]}
+                                                  }).stored.id for _ in range(200)]
+        _caught_up(primary, replica)
+        reader = AccessContext.from_scopes(["system/*.rs"], client_id="bench-reader")
+        times: dict[str, dict[str, list[float]]] = {n: {"read": [], "search": []} for n in apps}
+        for i in range(reads):
+            for name, app in apps.items():
+                fhir = app.extensions["fhir_service"]
+                t0 = time.perf_counter()
+                fhir.read(reader, "Observation", ids[i % len(ids)])
+                t1 = time.perf_counter()
+                fhir.search(reader, "Observation", [("patient", pid), ("code", "2345-7"), ("_count", "10")])
+                t2 = time.perf_counter()
+                times[name]["read"].append((t1 - t0) * 1000)
+                times[name]["search"].append((t2 - t1) * 1000)
+        routed = apps["replica"].extensions["fhir_service"].replica.routed
+        for app in apps.values():
+            close_app(app)
+        replica.stop()
+        out: dict[str, Any] = {"reads": reads, "routed": dict(routed)}
+        for kind in ("read", "search"):
+            p, r = statistics.median(times["primary"][kind]), statistics.median(times["replica"][kind])
+            out[kind] = {"primary_ms": round(p, 3), "replica_ms": round(r, 3), "ratio": round(r / p, 2)}
+        return out
+    finally:
+        primary.stop()
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     """Throughput against the 1-worker floor of the same run (markdown)."""
     floor = next((r["per_s"] for r in rows if r["workers"] == 1 and not r["replica"]), rows[0]["per_s"])
@@ -98,8 +148,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=30, help="per configuration, default 30")
     p.add_argument("--think", type=float, default=0.02, help="mean pause between a user's requests (s)")
     p.add_argument("--threads", type=int, default=8, help="threads per worker")
+    p.add_argument("--reads", type=int, default=1000, help="in-process reads for the replica's cost, default 1000")
     p.add_argument("--json", help="also write the figures to this file")
     args = p.parse_args(argv)
+    cost = read_cost(args.reads)
+    print(f"replica routing cost, {cost['reads']} in-process calls each (median ms, primary only / via replica): "
+          f"read by id {cost['read']['primary_ms']:.3f} / {cost['read']['replica_ms']:.3f} ({cost['read']['ratio']:.2f}x), "
+          f"search {cost['search']['primary_ms']:.3f} / {cost['search']['replica_ms']:.3f} "
+          f"({cost['search']['ratio']:.2f}x); routed {cost['routed']}", flush=True)
     rows = measure(args.users, args.seconds, args.think, args.threads, CONFIGS)
     print(table(rows))
     for r in rows:
@@ -107,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"PROBLEM ({r['workers']} workers{', replica' if r['replica'] else ''}): {problem}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(rows, indent=2, default=str))
+        Path(args.json).write_text(json.dumps({"read_cost": cost, "load": rows}, indent=2, default=str))
     return 1 if any(r["problems"] for r in rows) else 0
 
 
