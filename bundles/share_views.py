@@ -66,7 +66,7 @@ def _form_page(form: ShareForm, errors: dict[str, str], status: int = 200) -> Re
     counts = {k: n for k, n in everything.items() if not chosen or k in chosen}
     html = render_template("bundles/share.html", active_tab="health", form=form, errors=errors, counts=counts,
                            all_kinds=list(everything) or builder.KINDS[:6], expiry_days=EXPIRY_DAYS,
-                           label_max=LABEL_MAX, passcode_min=PASSCODE_MIN, today=date.today().isoformat())
+                           label_max=LABEL_MAX, passcode_min=PASSCODE_MIN, attempts=svc().attempts, today=date.today().isoformat())
     return Response(html, status=status, headers=NO_STORE)
 
 
