@@ -48,6 +48,7 @@ def test_a_link_made_in_the_portal_opens_in_the_viewer_at_375px(live_server: Any
     pg.get_by_role("link", name="Share by link").click()
     pg.get_by_label("Label").fill("For Dr. Lee")
     pg.get_by_label("Passcode", exact=True).fill(PASSCODE)
+    assert pg.get_by_label("Share without a passcode").is_visible() and pg.get_by_label("Labs").is_visible()
     no_sideways_scroll(pg)
     pg.get_by_role("button", name="Make link").click()
     assert pg.get_by_role("heading", name="Your share link is ready").is_visible()
@@ -75,6 +76,7 @@ def test_a_link_made_in_the_portal_opens_in_the_viewer_at_375px(live_server: Any
         viewer.get_by_role("heading", name="Health records").wait_for()
         text = viewer.inner_text("main")
         assert "Pat Sharer" in text and "Labs (27)" in text and "Potassium" in text
+        assert viewer.get_by_role("button", name="Open records").is_hidden()
         no_sideways_scroll(viewer)
         with viewer.expect_download() as dl:
             viewer.get_by_role("link", name="Download FHIR JSON").click()
