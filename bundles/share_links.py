@@ -250,6 +250,7 @@ class ShareLinkService:
         if row is None:
             raise LinkGone("unknown")
         self._active(row)
+        self._creator_still_acts(row)
         if row.passcode_hash is not None:
             if not isinstance(passcode, str) or not _verify(row.passcode_hash, passcode):
                 self._wrong_passcode(row, recipient, ip)
@@ -289,6 +290,25 @@ class ShareLinkService:
                 repository.erase_link(s, row.id)
         if status != "active":
             raise LinkGone(status)
+
+    def _creator_still_acts(self, row: ShareLink) -> None:
+        """A link made by a proxy ends when their shared access does (the RelatedPerson made inactive)."""
+        ref = row.creator_ref or ""
+        if not ref.startswith("RelatedPerson/"):
+            return
+        try:
+            person = self.fhir.read(AccessContext.system("share-links"), "RelatedPerson", ref.split("/", 1)[1]).json()
+        except FhirError:
+            person = {"active": False}
+        if person.get("active", True) is not False:
+            return
+        with self.writes.begin() as s:
+            repository.erase_link(s, row.id, utcnow())
+        self.audit.record(audit_event(
+            action="update", subtype="update", agent_ref=None, agent_display="CareSpace", patient_id=row.patient_id,
+            entities=[], ok=True, detail=f"Share by link \u201c{row.label}\u201d revoked: {row.creator_name} no "
+                                         "longer has shared access"))
+        raise LinkGone("revoked")
 
     def _wrong_passcode(self, row: ShareLink, recipient: str, ip: str) -> None:
         now = utcnow()

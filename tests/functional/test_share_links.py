@@ -386,3 +386,25 @@ def test_viewer_page_is_public_and_keeps_the_csp(client: Any) -> None:
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp and r.headers["Referrer-Policy"] == "no-referrer"
     js = client.get("/static/bundles/shl.js")
     assert js.status_code == 200 and "AES-GCM" in js.get_data(as_text=True)
+
+
+def test_a_proxys_links_stop_when_their_access_is_revoked(app: Any, client: Any, fhir: Any,
+                                                          patient: tuple[str, int]) -> None:
+    from sqlalchemy import select
+
+    from smart_auth.accounts.models import PatientAccess
+    pid, owner = patient
+    kid = pd.add_proxy(app, fhir, pid, "kid@example.com", "Kid Sharer", "2001-01-01")
+    pd.sign_in(app, client, kid)
+    shlink = shlink_of(make_link(client, label="Kept by the kid", long_term="1"))
+    anon = app.test_client()
+    assert receive(anon, shlink, passcode=PASSCODE)["entry"]
+    with app.extensions["carespace.sessions"]() as s:
+        access_id = s.execute(select(PatientAccess.id).where(PatientAccess.user_id == kid)).scalar_one()
+    pd.sign_in(app, client, owner)
+    r = client.post(f"/manage-users/{access_id}/revoke", data={"csrf_token": pd.csrf(client, "/manage-users")})
+    assert r.status_code in (302, 303)
+    assert request_manifest(anon, decode(shlink), passcode=PASSCODE).status_code == 404
+    links = app.extensions["share_links"].links(pid)
+    assert links[0].status == "revoked" and links[0].row.jwe is None and links[0].row.wrapped_key is None
+    assert "Kid Sharer no longer has shared access" in details(app, pid)
