@@ -121,6 +121,7 @@
   }
 
   function nameOf(r) {
+    if (typeof r.name === "string") { return r.name; }
     var n = (r.name || [])[0];
     if (!n) { return ""; }
     return n.text || [].concat(n.given || [], [n.family || ""]).join(" ").trim();
@@ -149,6 +150,9 @@
   }
 
   function whatOf(r) {
+    if (["Organization", "Practitioner", "RelatedPerson", "Location"].indexOf(r.resourceType) >= 0) {
+      return nameOf(r) || r.resourceType;
+    }
     if (r.resourceType === "DocumentReference") {
       var att = ((r.content || [])[0] || {}).attachment || {};
       if (att.title) { return att.title; }
