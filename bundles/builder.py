@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -139,15 +140,26 @@ def notes_communication(patient_id: str, notes: str, sender_ref: str | None, sen
             "sender": sender, "recipient": [{"display": recipient}], "payload": [{"contentString": notes}]}
 
 
-def build(svc: FhirService, ctx: AccessContext, patient_id: str, start: str | None = None, end: str | None = None,
-          *, notes: dict[str, Any] | None = None, inline: bool = True) -> BuiltBundle:
-    """The patient's records whose clinical date falls in [start, end] as an R4 `collection` Bundle.
-
-    `notes` is a Communication from notes_communication(); the Patient comes first, then the records in
-    the order the store holds them.  FhirError propagates (403/404 when ctx may not see the patient).
-    """
+def _records(svc: FhirService, ctx: AccessContext, patient_id: str, start: str | None, end: str | None,
+             kinds: Collection[str] | None) -> list[dict[str, Any]]:
+    """The compartment in [start, end] without access records; with kinds, only those kinds (and the Patient)."""
     page = svc.everything(ctx, EverythingRequest(patient_id, start or None, end or None, count=None))
     resources = [json.loads(text) for rtype, _, text in page.entries if rtype not in EXCLUDED_TYPES]
+    if kinds:
+        resources = [r for r in resources if r.get("resourceType") == "Patient" or kind_of(r) in kinds]
+    return resources
+
+
+def build(svc: FhirService, ctx: AccessContext, patient_id: str, start: str | None = None, end: str | None = None,
+          *, notes: dict[str, Any] | None = None, inline: bool = True,
+          kinds: Collection[str] | None = None) -> BuiltBundle:
+    """The patient's records whose clinical date falls in [start, end] as an R4 `collection` Bundle.
+
+    `notes` is a Communication from notes_communication(); `kinds` (of KINDS) narrows it, empty or None is
+    every kind.  The Patient comes first, then the records in the order the store holds them.  FhirError
+    propagates (403/404 when ctx may not see the patient).
+    """
+    resources = _records(svc, ctx, patient_id, start, end, kinds)
     resources.sort(key=lambda r: 0 if (r.get("resourceType"), r.get("id")) == ("Patient", patient_id) else 1)
     if inline:
         inline_attachments(svc, ctx, resources)
@@ -163,7 +175,7 @@ def build(svc: FhirService, ctx: AccessContext, patient_id: str, start: str | No
     return BuiltBundle(bundle, counts)
 
 
-def preview(svc: FhirService, ctx: AccessContext, patient_id: str, start: str | None, end: str | None) -> dict[str, int]:
+def preview(svc: FhirService, ctx: AccessContext, patient_id: str, start: str | None, end: str | None,
+            kinds: Collection[str] | None = None) -> dict[str, int]:
     """Counts by kind of what build() would include (attachments are not read)."""
-    page = svc.everything(ctx, EverythingRequest(patient_id, start or None, end or None, count=None))
-    return count_kinds([json.loads(text) for rtype, _, text in page.entries if rtype not in EXCLUDED_TYPES])
+    return count_kinds(_records(svc, ctx, patient_id, start, end, kinds))

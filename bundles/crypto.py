@@ -1,4 +1,4 @@
-"""JWE compact serialization with PBES2-HS512+A256KW and A256GCM: a format any JOSE library opens.
+"""JWE compact serialization (PBES2-HS512+A256KW or dir, with A256GCM): formats any JOSE library opens.
 
 Built on the `cryptography` package only (RFC 7516 / RFC 7518 section 4.8): the password never leaves
 this module and nothing here keeps it.
@@ -106,3 +106,32 @@ def decrypt(jwe: str, password: str) -> bytes:
         return AESGCM(cek).decrypt(unb64u(iv), unb64u(ct) + unb64u(tag), protected.encode("ascii"))
     except (InvalidTag, ValueError) as exc:
         raise WrongPassword("The password is not correct, or the record was altered") from exc
+
+
+# ---- SMART Health Links: direct encryption under the link's key, and the server key for long-term links ----
+DIR_ALG = "dir"
+
+
+def encrypt_dir(plaintext: bytes, key: bytes, *, cty: str = CTY) -> str:
+    """A compact JWE with alg `dir` and enc A256GCM under the 32-byte `key` (SMART Health Links, "Encrypting")."""
+    if len(key) != 32:
+        raise ValueError("an A256GCM key is 32 bytes")
+    protected = b64u(json.dumps({"alg": DIR_ALG, "enc": ENC, "cty": cty}, separators=(",", ":")).encode("utf-8"))
+    iv = os.urandom(12)
+    sealed = AESGCM(key).encrypt(iv, plaintext, protected.encode("ascii"))
+    return ".".join([protected, "", b64u(iv), b64u(sealed[:-16]), b64u(sealed[-16:])])
+
+
+def seal(server_key: bytes, data: bytes, purpose: str) -> str:
+    """`data` encrypted and bound to `purpose` under the server's own key (kept in the instance folder)."""
+    iv = os.urandom(12)
+    return b64u(iv + AESGCM(server_key).encrypt(iv, data, purpose.encode("utf-8")))
+
+
+def unseal(server_key: bytes, text: str, purpose: str) -> bytes:
+    """The data seal() sealed; JweError when it was sealed under another key or purpose, or altered."""
+    raw = unb64u(text)
+    try:
+        return AESGCM(server_key).decrypt(raw[:12], raw[12:], purpose.encode("utf-8"))
+    except (InvalidTag, ValueError) as exc:
+        raise JweError("The sealed key does not open under this server's key") from exc

@@ -14,7 +14,7 @@ __version__ = "0.1.0"
 # resolver), then the UIs.
 PACKAGE_MODULES = ["carespace.headers", "carespace.csrf", "carespace.mailer", "smart_auth.accounts.views",
                    "carespace.notifications", "smart_auth.oauth.views", "carespace.changes", "portal_ui",
-                   "bundles.views"]
+                   "bundles.views", "bundles.share_views"]
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:

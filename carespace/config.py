@@ -95,7 +95,9 @@ def load(test_config: Mapping[str, Any] | None = None, env: Mapping[str, str] | 
         "PORTAL_RESOURCES_JSON": env.get("CARESPACE_PORTAL_RESOURCES") or None,
         **{key: _int(env, f"CARESPACE_{key}", default) for key, default in (
             ("SEND_RECORD_TTL_DAYS", 30), ("SEND_RECORD_LIMIT_PER_IP", 60), ("SEND_RECORD_LIMIT_WINDOW_S", 900),
-            ("SEND_RECORD_LIMIT_PER_RECORD", 30))},
+            ("SEND_RECORD_LIMIT_PER_RECORD", 30), ("SHARE_LINK_PASSCODE_ATTEMPTS", 10), ("SHARE_LINK_FILE_TTL_S", 300),
+            ("SHARE_LINK_LIMIT_PER_IP", 120))},
+        "SHARE_LINK_SERVER_KEY": env.get("CARESPACE_SHARE_LINK_SERVER_KEY") or None,
         **{key: _int(env, f"CARESPACE_{key}", default) for key, default in (
             ("OAUTH_TOKEN_FAILURES_PER_IP", 30), ("OAUTH_TOKEN_FAILURES_PER_CLIENT", 100),
             ("OAUTH_REGISTER_LIMIT_PER_IP", 20))},
@@ -109,6 +111,8 @@ def load(test_config: Mapping[str, Any] | None = None, env: Mapping[str, str] | 
     cfg.update(overrides)
     if not cfg["SECRET_KEY"]:
         cfg["SECRET_KEY"] = _secret(folder, "secret_key")
+    if not cfg["SHARE_LINK_SERVER_KEY"]:  # seals the keys of long-term share links (flag L), never shown
+        cfg["SHARE_LINK_SERVER_KEY"] = _secret(folder, "share_link_key")
     cfg["BASE_URL"] = str(cfg["BASE_URL"]).rstrip("/")
     if cfg["DATABASE_REPLICA_URL"] and not all(
             str(cfg[k]).startswith("postgresql") for k in ("DATABASE_URL", "DATABASE_REPLICA_URL")):
