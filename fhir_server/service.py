@@ -196,10 +196,12 @@ class FhirService:
             self.settle_audit(rtype)
         grants = ctx.require(rtype, "read")
         reader = self.reader(ctx, rtype)
-        if ctx.compartment_limit(rtype, grants) is None and not ctx.filters(grants) and (
-                reader is None or self.replica is None):
-            # nothing to check in the database: one statement, no unit of work
-            text, version, updated, pk = self._found(ctx, rtype, fid, read_current_text(self.engine, rtype, fid))
+        if ctx.compartment_limit(rtype, grants) is None and not ctx.filters(grants):
+            # nothing to check in the database: one statement, no unit of work (on the replica: with its check)
+            answered, row = (False, None) if reader is None or self.replica is None else \
+                self.replica.current_text(reader, rtype, fid)
+            found = row if answered else read_current_text(self.engine, rtype, fid)
+            text, version, updated, pk = self._found(ctx, rtype, fid, found)
         else:
             with self.unit(reader=reader) as repo:
                 text, version, updated, pk = self.visible_current(repo, ctx, rtype, fid)

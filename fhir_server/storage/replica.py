@@ -13,20 +13,28 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, bindparam, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..access.context import AccessContext
+from .hot_select import HotSelect
+from .models import ReadFence
 
 log = logging.getLogger("fhir_server.replica")
 
 _FENCE = text("INSERT INTO fhir_read_fence (reader, lsn) VALUES (:r, CAST(pg_current_wal_lsn() AS TEXT)) "
               "ON CONFLICT (reader) DO UPDATE SET lsn = EXCLUDED.lsn")
-_FENCE_OF = text("SELECT lsn FROM fhir_read_fence WHERE reader = :r")
-_REPLAYED = text("SELECT CAST(pg_last_wal_replay_lsn() AS TEXT)")
+_FENCE_OF = HotSelect(select(ReadFence.lsn).where(ReadFence.reader == bindparam("r")))
+NO_FENCE = "0/0"  # a reader that never wrote: any replica in recovery has passed it (NULL when not in recovery)
 _PASSED = text("SELECT pg_last_wal_replay_lsn() >= CAST(:f AS pg_lsn)")
+# A read by id and the replay check in one round trip: one row whether or not the resource exists.
+_READ_PASSED = HotSelect(text(
+    "SELECT c.ok, r.text, r.version, r.last_updated, r.deleted, r.pk "
+    "FROM (SELECT pg_last_wal_replay_lsn() >= CAST(:f AS pg_lsn) AS ok) AS c "
+    "LEFT JOIN fhir_resource AS r ON r.res_type = :t AND r.fhir_id = :i"))
 
 
 def reader_of(ctx: AccessContext) -> str:
@@ -60,21 +68,24 @@ class ReadReplica:
         except DBAPIError:  # the write is stored; without its fence this reader may briefly read older data
             log.exception("could not record the read fence of %s", reader)
 
+    def _fence_of(self, reader: str) -> str | None:
+        """The reader's fence on the primary (NO_FENCE if it never wrote), or None if the primary failed."""
+        try:
+            row = _FENCE_OF.first(self.primary, {"r": reader[:255]})
+        except (DBAPIError, self.primary.dialect.loaded_dbapi.Error):
+            return None  # the primary will answer the read, or say it is unavailable
+        return str(row[0]) if row is not None else NO_FENCE
+
     def session_for(self, reader: str) -> Session | None:
         """A replica session that has this reader's writes, or None: read from the primary."""
         if self.clock() < self._down_until:
             return self._primary()
-        try:
-            with self.primary.connect() as conn:
-                lsn = conn.execute(_FENCE_OF, {"r": reader[:255]}).scalar()
-        except DBAPIError:
-            return self._primary()  # the primary will answer the read, or say it is unavailable
+        lsn = self._fence_of(reader)
+        if lsn is None:
+            return self._primary()
         session = self.sessions()
         try:
-            if lsn is None:
-                ok = session.execute(_REPLAYED).scalar() is not None  # None: not in recovery, not a replica
-            else:
-                ok = bool(session.execute(_PASSED, {"f": lsn}).scalar())
+            ok = bool(session.execute(_PASSED, {"f": lsn}).scalar())
         except DBAPIError as exc:
             session.close()
             self.failed(exc)
@@ -85,6 +96,24 @@ class ReadReplica:
         self.routed["replica"] += 1
         return session
 
+    def current_text(self, reader: str, rtype: str, fid: str) -> tuple[bool, tuple[Any, ...] | None]:
+        """A read by id on the replica with its replay check, in one statement: (answered, row); not answered
+        means read it from the primary. The row is (text, version, last_updated, deleted, pk), None if unknown."""
+        if self.clock() < self._down_until:
+            return bool(self._primary()), None
+        lsn = self._fence_of(reader)
+        if lsn is None:
+            return bool(self._primary()), None
+        try:
+            row = _READ_PASSED.first(self.engine, {"f": lsn, "t": rtype, "i": fid})
+        except (DBAPIError, self.engine.dialect.loaded_dbapi.Error) as exc:
+            self.failed(exc)
+            return bool(self._primary()), None
+        if row is None or not row[0]:
+            return bool(self._primary()), None
+        self.routed["replica"] += 1
+        return True, (None if row[5] is None else tuple(row[1:]))
+
     def failed(self, exc: BaseException) -> None:
         """The replica failed a statement: reads go to the primary for `retry_s`, then it is tried again."""
         with self._lock:
@@ -92,6 +121,7 @@ class ReadReplica:
         log.warning("read replica unavailable (%s); reading from the primary for %.0f s",
                     str(exc).splitlines()[0] if str(exc) else type(exc).__name__, self.retry_s)
 
-    def _primary(self) -> Session | None:
+    def _primary(self) -> Any:
+        """Count a read sent to the primary; None (no replica session) and False (not answered) both say so."""
         self.routed["primary"] += 1
         return None
