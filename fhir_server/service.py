@@ -398,13 +398,18 @@ class FhirService:
         return [self._stored_text(t, i, x) for t, i, x in page.matches]
 
     def search_page(self, repo: Repository, ctx: AccessContext, req: SearchRequest,
-                    types: list[str] | None = None) -> SearchPage:
-        """Run one search page inside a unit of work, enforcing scopes, compartments and filters."""
+                    types: list[str] | None = None, within: str | None = None) -> SearchPage:
+        """Run one search page inside a unit of work, enforcing scopes, compartments and filters.
+
+        `within`: a compartment search (R4 http.html#search, `GET [base]/Patient/[id]/[type]`) of this patient.
+        """
         repo.flush_index()
         extra: list[Any] = []
         driven = False
         if req.resource_type:
             extra, driven = self.guard.search_conditions(ctx, req.resource_type)
+            if within is not None:
+                extra = [*extra, self.builder.compartment(frozenset([within]), req.resource_type)]
         else:  # across types (R4 http.html#search, system level): each type confined as its own search
             extra = self.guard.system_search_conditions(ctx, types)
         ex = SearchExecutor(repo.s, self.guard.builder_for(ctx), self.codec)
@@ -414,9 +419,14 @@ class FhirService:
         return page
 
     def search(self, ctx: AccessContext, rtype: str | None, items: Iterable[tuple[str, str]],
-               strict: bool = False) -> tuple[SearchRequest, SearchPage]:
+               strict: bool = False, within: str | None = None) -> tuple[SearchRequest, SearchPage]:
+        """A search (R4 http.html#search); `within` a patient id: only that patient's compartment (R4 compartments)."""
         if rtype is not None:
             self.check_type(rtype)
+        if within is not None:
+            self.check_type("Patient", within)
+            if rtype is None or not compartment_params(rtype):
+                raise BadRequest(f"{rtype} is not in the Patient compartment (R4 compartmentdefinition-patient)")
         items = list(items)
         self.settle_audit(rtype, items)
         req = parse(rtype, items, strict=strict)
@@ -424,9 +434,10 @@ class FhirService:
         if rtype is None:
             types = [t for k, v in items if k == "_type" for t in v.split(",")] or None  # type: ignore[misc]
         with self.unit(reader=self.reader(ctx, rtype, items)) as repo:
-            page = self.search_page(repo, ctx, req, types)
+            page = self.search_page(repo, ctx, req, types, within)
+        named = self._patients_named(rtype, items) if rtype else []
         self.record_access(ctx, "search", rtype or "", [f"{t}/{i}" for t, i, _ in page.matches + page.included],
-                           named=self._patients_named(rtype, items) if rtype else ())
+                           named=[within, *named] if within is not None else named)
         return req, page
 
     # ---- operations ----

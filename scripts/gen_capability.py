@@ -68,6 +68,8 @@ def build() -> dict:  # type: ignore[type-arg]
             "documentation": "Search result parameters: " + ", ".join(sorted(p for p in RESULT_PARAMS
                                                                              if not p.startswith("_contained"))),
             "resource": resources,
+            # GET [base]/Patient/[id]/[type]: a search within one patient's compartment
+            "compartment": ["http://hl7.org/fhir/CompartmentDefinition/patient"],
             "interaction": [{"code": "transaction"}, {"code": "batch"}, {"code": "search-system"},
                             {"code": "history-system"}],
             "searchParam": [{"name": "_id", "type": "token"}, {"name": "_lastUpdated", "type": "date"},

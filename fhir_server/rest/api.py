@@ -173,6 +173,23 @@ def type_history(rtype: str) -> Response:
     return _history(rtype, None)
 
 
+@bp.get("/Patient/<fid>/_history")
+def patient_history(fid: str) -> Response:
+    """A Patient's history: routed by name, or the compartment search below would take `_history` for a type."""
+    return _history("Patient", fid)
+
+
+@bp.get("/Patient/<fid>/<rtype>")
+def compartment_search(fid: str, rtype: str) -> Response:
+    """GET [base]/Patient/[id]/[type]: a search of the type within that patient's compartment."""
+    return _search(rtype, list(request.args.items(multi=True)), within=fid)
+
+
+@bp.post("/Patient/<fid>/<rtype>/_search")
+def compartment_search_post(fid: str, rtype: str) -> Response:
+    return _search(rtype, list(request.args.items(multi=True)) + form_items(request), within=fid)
+
+
 @bp.route("/Patient/<fid>/$everything", methods=["GET", "POST"])
 def patient_everything(fid: str) -> Response:
     a = request.args
@@ -187,9 +204,9 @@ def patient_everything(fid: str) -> Response:
     return fhir_response(search_bundle(base(), ((t, i, x, "match") for t, i, x in page.entries), page.total, links))
 
 
-def _search(rtype: str | None, items: list[tuple[str, str]]) -> Response:
+def _search(rtype: str | None, items: list[tuple[str, str]], within: str | None = None) -> Response:
     strict = prefer("handling", "lenient") == "strict"
-    req, page = svc().search(ctx(), rtype, items, strict=strict)
+    req, page = svc().search(ctx(), rtype, items, strict=strict, within=within)
     entries: list[tuple[str, str, str, str]] = [
         (t, i, shape(x, req.summary, req.elements), "match") for t, i, x in page.matches]
     entries += [(t, i, shape(x, req.summary, req.elements), "include") for t, i, x in page.included]
@@ -197,7 +214,7 @@ def _search(rtype: str | None, items: list[tuple[str, str]]) -> Response:
     if req.ignored:
         oo = {"resourceType": "OperationOutcome", "issue": [
             outcome("warning", "not-supported", f"Unknown search parameter {k!r} was ignored") for k in req.ignored]}
-    path = f"{base()}/{rtype}" if rtype else base()
+    path = f"{base()}/Patient/{within}/{rtype}" if within else f"{base()}/{rtype}" if rtype else base()
     links = page_links(path, items, page.next_cursor, page.prev_cursor)
     return fhir_response(search_bundle(base(), entries, page.total, links, oo))
 

@@ -54,7 +54,10 @@ def _interactions_from_routes(app: Any) -> set[str]:
              ("GET", "/fhir/_history"): "history-system", ("POST", "/fhir"): "transaction",
              ("PUT", "/fhir/<rtype>"): "conditional-update", ("DELETE", "/fhir/<rtype>"): "conditional-delete",
              ("GET", "/fhir/metadata"): "capabilities", ("GET", "/fhir/Patient/<fid>/$everything"): "everything",
-             ("POST", "/fhir/Patient/<fid>/$everything"): "everything"}
+             ("POST", "/fhir/Patient/<fid>/$everything"): "everything",
+             ("GET", "/fhir/Patient/<fid>/_history"): "history-instance",
+             ("GET", "/fhir/Patient/<fid>/<rtype>"): "search-compartment",
+             ("POST", "/fhir/Patient/<fid>/<rtype>/_search"): "search-compartment"}
     found = set()
     for rule in app.url_map.iter_rules():
         if rule.endpoint.startswith("fhir.") and rule.endpoint not in ("fhir.metadata_write", "fhir.openapi"):
@@ -82,6 +85,8 @@ def test_every_routed_interaction_is_advertised(module_app: Any, cs: dict[str, A
                 assert r["conditionalDelete"] in ("single", "multiple")
         if code in ("search-system", "history-system", "transaction"):
             assert code in system and "batch" in system
+        if code == "search-compartment":
+            assert rest["compartment"] == ["http://hl7.org/fhir/CompartmentDefinition/patient"]
         if code == "everything":
             assert [o["name"] for o in resource(cs, "Patient")["operation"]] == ["everything"]
 
