@@ -149,8 +149,10 @@ class FhirService:
         return list(dict.fromkeys(out))
 
     def reader(self, ctx: AccessContext, rtype: str | None, items: Iterable[tuple[str, str]] = ()) -> str | None:
-        """Whose writes a read must see, or None: it reads AuditEvents, which only the primary has at once."""
-        if rtype in (None, "AuditEvent") or any(
+        """Whose writes a read must see, or None: read the primary. In-process callers (ctx.trusted) read the
+        primary, as they often read to decide a write (an invitation looks for the patient first); so do reads
+        of AuditEvents, which only the primary has at once."""
+        if ctx.trusted or rtype in (None, "AuditEvent") or any(
                 "AuditEvent" in v for k, v in items if k.startswith(("_include", "_revinclude", "_has"))):
             return None
         return reader_of(ctx)

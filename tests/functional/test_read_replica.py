@@ -172,3 +172,19 @@ def test_a_replica_needs_postgresql(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="CARESPACE_DATABASE_REPLICA_URL needs PostgreSQL"):
         config.load({"INSTANCE_DIR": str(tmp_path), "DATABASE_URL": f"sqlite:///{tmp_path}/x.db",
                      "SECRET_KEY": "s"}, env={"CARESPACE_DATABASE_REPLICA_URL": "postgresql://127.0.0.1/x"})
+
+
+def test_in_process_callers_read_the_primary(world: dict[str, Any]) -> None:
+    """Trusted in-process callers (accounts, invitations, imports) read to decide writes: never a lagging replica."""
+    from fhir_server import AccessContext
+    fhir = world["app"].extensions["fhir_service"]
+    _paused(world, True)
+    try:
+        oid = _observation(world, "writer", "2160-0")
+        before = dict(world["routed"])
+        _req, page = fhir.search(AccessContext.system("invitations"), "Observation", [("code", "2160-0")])
+        assert [i for _t, i, _x in page.matches] == [oid]
+        assert fhir.read(AccessContext.system("invitations"), "Observation", oid).id == oid
+        assert world["routed"] == before  # not even considered for the replica
+    finally:
+        _paused(world, False)
