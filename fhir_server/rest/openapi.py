@@ -11,7 +11,7 @@ import hashlib
 import json
 from typing import Any
 
-from ..r4.tables import r4_types
+from ..r4.tables import compartment_params, r4_types
 
 FHIR_JSON = "application/fhir+json"
 _OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
@@ -145,6 +145,10 @@ def _type_paths(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "parameters": [{"name": "_count", "in": "query", "schema": {"type": "integer", "minimum": 0}},
                            {"name": "_since", "in": "query", "schema": {"type": "string"}}],
             "responses": _responses("a history Bundle", bundle)}}
+    if "search-type" in codes and compartment_params(t):  # GET [base]/Patient/[id]/[type]
+        paths[f"/Patient/{{id}}/{t}"] = {"parameters": [id_param], "get": {
+            "operationId": f"search-compartment-{t}", "summary": f"Search {t} in one patient's compartment",
+            "tags": [t], "parameters": _search_params(r), "responses": _responses("a searchset Bundle", bundle)}}
     for op in r.get("operation", []):
         if op["name"] == "everything" and t == "Patient":
             params: list[dict[str, Any]] = [{"name": n, "in": "query", "schema": {"type": "string"}}

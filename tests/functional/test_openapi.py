@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 
 from carespace import close_app
+from fhir_server.r4.tables import compartment_params
 from fhir_server.rest.openapi import openapi_description
 from tests.conftest import BACKENDS, _new_db_url, make_app
 from tests.support.backend import backend_token
@@ -64,6 +65,8 @@ def test_the_description_is_the_capability_statement(module_client: Any) -> None
         want |= {f"conditional-update-{t}"} if r["conditionalUpdate"] else set()
         want |= {f"conditional-delete-{t}"} if r["conditionalDelete"] != "not-supported" else set()
         want |= {f"{o['name']}-{t}" for o in r.get("operation", [])}
+        if "search-type" in codes and compartment_params(t) and cs["rest"][0].get("compartment"):
+            want.add(f"search-compartment-{t}")  # GET Patient/{id}/{type}
     assert ops == want
     assert "put" not in doc["paths"]["/AuditEvent/{id}"] and "delete" not in doc["paths"]["/AuditEvent/{id}"]
     params = {p["name"] for p in doc["paths"]["/Observation"]["get"]["parameters"]}
