@@ -1,0 +1,45 @@
+"""Bulk Data export jobs (fhir_export_job): the request, the caller, the state and the worker's lease.
+
+Revision 0004 (after 0003). What already exists is left as it is (a database made from the models before it
+was stamped).
+"""
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0004"
+down_revision = "0003"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    if "fhir_export_job" in sa.inspect(op.get_bind()).get_table_names():
+        return
+    op.create_table(
+        "fhir_export_job",
+        sa.Column("id", sa.String(length=64), nullable=False),
+        sa.Column("client_id", sa.String(length=255), nullable=True),
+        sa.Column("access", sa.Text(), nullable=False),
+        sa.Column("request_url", sa.Text(), nullable=False),
+        sa.Column("params", sa.Text(), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("progress", sa.String(length=200), nullable=True),
+        sa.Column("transaction_time", sa.String(length=40), nullable=True),
+        sa.Column("created_at", sa.Float(), nullable=False),
+        sa.Column("finished_at", sa.Float(), nullable=True),
+        sa.Column("lease_owner", sa.String(length=64), nullable=True),
+        sa.Column("lease_until", sa.Float(), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("last_poll", sa.Float(), nullable=False),
+        sa.Column("manifest", sa.Text(), nullable=True),
+        sa.Column("error", sa.String(length=500), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_index("ix_fhir_export_job_status", "fhir_export_job", ["status", "lease_until"], unique=False)
+
+
+def downgrade() -> None:
+    op.drop_index("ix_fhir_export_job_status", table_name="fhir_export_job")
+    op.drop_table("fhir_export_job")
