@@ -227,3 +227,4 @@ def register(app: Any, resolver: AccessResolver) -> None:
         app.session_interface = _NoCookieSessionForApi()
     app.register_blueprint(bp)
     app.wsgi_app = ReadFastPath(app)  # type: ignore[method-assign]
+from . import export as _export  # noqa: E402,F401 - registers the Bulk Data routes on bp
