@@ -308,7 +308,7 @@ class ExportService:
         with self.svc.unit() as repo:
             job = self._job(repo, ctx, job_id)
             manifest = json.loads(job.manifest or "{}") if job.status == "done" else {}
-        names = {o["url"].rsplit("/", 1)[-1] for o in [*manifest.get("output", []), *manifest.get("error", [])]}
+        names = {o["url"].rsplit("/", 1)[-1] for key in ("output", "error", "deleted") for o in manifest.get(key, [])}
         path = self.settings.folder / job_id / name
         if name not in names or not path.is_file():
             raise NotFound(f"No file {name[:80]} in export {job_id[:64]}")
@@ -436,8 +436,31 @@ class ExportService:
         manifest: dict[str, Any] = {"transactionTime": stamp, "request": request_url, "requiresAccessToken": True,
                                     "output": output, "error": []}
         if params.get("since"):
-            manifest["deleted"] = []
+            manifest["deleted"] = self._deleted(job_id, folder, ctx, params)
         return manifest, counts
+
+    def _deleted(self, job_id: str, folder: Path, ctx: AccessContext, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """Resources deleted after _since, as transaction Bundles of DELETE entries (export.html#response---complete-
+        status, `deleted`). System level only, for types without scope or type filters: a deleted resource has no
+        index rows, so neither a compartment nor a filter can be judged on it."""
+        if params["level"] != "system":
+            return []
+        types = [t for t in params["types"] if t not in params["type_filters"]
+                 and (ctx.trusted or ctx.filters(ctx.grants_for(t, "s")) is None)]
+        low = parse_range(params["since"])
+        if not types or low is None:
+            return []
+        files = _Files(folder, "Deleted", self.settings.file_max_bytes)
+        try:
+            with self.svc.unit() as repo:
+                rows = repo.s.execute(select(ROW.res_type, ROW.fhir_id).where(
+                    ROW.deleted.is_(True), ROW.updated_ms > low[1], ROW.res_type.in_(types)).order_by(ROW.pk))
+                for rtype, fid in rows:
+                    files.write(json.dumps({"resourceType": "Bundle", "type": "transaction", "entry": [
+                        {"request": {"method": "DELETE", "url": f"{rtype}/{fid}"}}]}, separators=(",", ":")))
+        finally:
+            files.close()
+        return [{"type": "Bundle", "url": self.file_url(job_id, name), "count": n} for name, n in files.done]
 
     def _present(self, types: list[str]) -> list[str]:
         """The types among `types` that have any live resource (one indexed look-up each, in one unit)."""

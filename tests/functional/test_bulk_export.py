@@ -228,6 +228,12 @@ def test_since_exports_what_changed_after_it(bulk: tuple[Any, Any, str]) -> None
     got = resources(client, token, manifest)
     assert {t: [r["id"] for r in rs] for t, rs in got.items()} == {"Observation": [later]}
     assert manifest["deleted"] == []
+    app.extensions["fhir_service"].delete(SYS, "Observation", first)
+    manifest = wait(client, token, kick_off(client, token, f"/fhir/$export?_since={q(since)}"))
+    assert [(o["type"], o["count"]) for o in manifest["deleted"]] == [("Bundle", 1)]
+    gone = download(client, token, manifest["deleted"][0]["url"])
+    assert gone == [{"resourceType": "Bundle", "type": "transaction",
+                     "entry": [{"request": {"method": "DELETE", "url": f"Observation/{first}"}}]}]
 
 
 def test_type_filter_is_a_search(bulk: tuple[Any, Any, str]) -> None:
