@@ -24,15 +24,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
-from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy import select
 
 from ..access.context import AccessContext
 from ..errors import BadRequest, Forbidden, NotFound, TooManyRequests
 from ..r4.dates import now_instant, parse_range
 from ..r4.tables import compartment_params, resource_types
+from ..search.executor import SearchExecutor
 from ..search.parse import parse
 from ..search.plan import KeyPlan
 from ..search.rows import CANDIDATE, ROW
+from ..storage import export_jobs as jobs
 from ..storage.models import CompartmentIndex, ExportJob
 from ..storage.repository import Repository
 
@@ -44,8 +46,7 @@ SPEC = "https://hl7.org/fhir/uv/bulkdata/export.html"
 OUTPUT_FORMATS = ("application/fhir+ndjson", "application/ndjson", "ndjson")
 PARAMS = ("_outputFormat", "_type", "_since", "_typeFilter", "patient")
 NOT_SUPPORTED = ("_elements", "includeAssociatedData", "_until")
-UNLISTED = ("AuditEvent",)
-_ANY_OF_TYPE = select(ROW.pk).where(ROW.res_type == bindparam("t"), ROW.deleted.is_(False)).limit(1)  # exported only when _type names them
+UNLISTED = ("AuditEvent",)  # exported only when _type names them
 
 
 @dataclass(frozen=True)
@@ -229,7 +230,7 @@ class ExportService:
                 assert req.group_id is not None
                 params["patients"] = self._members(repo, ctx, req.group_id, req.patients)
             job_id = uuid.uuid4().hex
-            repo.s.add(ExportJob(id=job_id, client_id=ctx.client_id, access=_access_of(ctx),
+            jobs.add(repo, ExportJob(id=job_id, client_id=ctx.client_id, access=_access_of(ctx),
                                  request_url=req.request_url, params=json.dumps(params), status="queued",
                                  progress="queued", created_at=self.clock(), lease_until=0.0, attempts=0,
                                  last_poll=0.0))
@@ -270,7 +271,7 @@ class ExportService:
 
     def _job(self, repo: Repository, ctx: AccessContext, job_id: str) -> ExportJob:
         """The caller's own live job; 404 for an unknown, expired or another client's job."""
-        job = repo.s.get(ExportJob, job_id) if len(job_id) <= 64 else None
+        job = jobs.get(repo, job_id)
         if job is None or (job.client_id != ctx.client_id and not ctx.trusted) or self._expired(job):
             raise NotFound(f"No export job {job_id[:64]}")
         return job
@@ -300,7 +301,7 @@ class ExportService:
         """Cancel a job and remove its files (export.html#bulk-data-delete-request)."""
         with self.svc.unit(write=True) as repo:
             job = self._job(repo, ctx, job_id)
-            repo.s.delete(job)
+            jobs.remove(repo, job)
         self._remove(job_id)
         self._audit(ctx, "cancelled", None, job_id, None)
 
@@ -335,14 +336,9 @@ class ExportService:
         """Delete jobs past their retention and their files; fail jobs whose runners died too often."""
         now = self.clock()
         with self.svc.unit(write=True) as repo:
-            gone = repo.s.execute(delete(ExportJob).where(
-                ExportJob.finished_at.is_not(None), ExportJob.finished_at < now - self.settings.retention_s)
-                .returning(ExportJob.id)).scalars().all()
-            repo.s.execute(update(ExportJob).where(
-                ExportJob.status == "running", ExportJob.lease_until < now,
-                ExportJob.attempts >= self.settings.max_attempts).values(
-                status="failed", finished_at=now, lease_owner=None,
-                error=f"The export stopped {self.settings.max_attempts} times (its worker ended); ask again"))
+            gone = jobs.expire(repo, now - self.settings.retention_s)
+            jobs.fail_stale(repo, now, self.settings.max_attempts,
+                            f"The export stopped {self.settings.max_attempts} times (its worker ended); ask again")
         for job_id in gone:
             self._remove(job_id)
         return len(gone)
@@ -350,35 +346,24 @@ class ExportService:
     def claim(self) -> str | None:
         """Take one waiting job (or one whose worker's lease ran out) with a conditional UPDATE: one runner each."""
         now = self.clock()
-        waiting = (ExportJob.status == "queued") | ((ExportJob.status == "running") & (ExportJob.lease_until < now))
         with self.svc.unit(write=True) as repo:
-            running = repo.s.execute(select(func.count()).select_from(ExportJob).where(
-                ExportJob.status == "running", ExportJob.lease_until >= now)).scalar_one()
-            if running >= self.settings.max_running:
+            if jobs.running(repo, now) >= self.settings.max_running:
                 return None
-            ids = repo.s.execute(select(ExportJob.id).where(waiting).order_by(ExportJob.created_at).limit(5)
-                                 ).scalars().all()
-            for job_id in ids:
-                done = repo.s.execute(update(ExportJob).where(ExportJob.id == job_id, waiting).values(
-                    status="running", lease_owner=self.worker_id, lease_until=now + self.settings.lease_s,
-                    attempts=ExportJob.attempts + 1, progress="started"))
-                if done.rowcount == 1:  # type: ignore[attr-defined]
+            for job_id in jobs.waiting(repo, now, 5):
+                if jobs.claim(repo, job_id, now, self.worker_id, now + self.settings.lease_s):
                     return job_id
         return None
 
     def _renew(self, job_id: str, progress: str) -> None:
         """Extend the lease (and say how far the job got); Cancelled when the job was deleted or taken over."""
         with self.svc.unit(write=True) as repo:
-            done = repo.s.execute(update(ExportJob).where(
-                ExportJob.id == job_id, ExportJob.lease_owner == self.worker_id, ExportJob.status == "running")
-                .values(lease_until=self.clock() + self.settings.lease_s, progress=progress[:200]))
-            if done.rowcount != 1:  # type: ignore[attr-defined]
+            if not jobs.renew(repo, job_id, self.worker_id, self.clock() + self.settings.lease_s, progress):
                 raise Cancelled(job_id)
 
     def run(self, job_id: str) -> None:
         """Write a claimed job's files and manifest; a failure is reported in the job, never raised."""
         with self.svc.unit() as repo:
-            job = repo.s.get(ExportJob, job_id)
+            job = jobs.get(repo, job_id)
             if job is None:
                 return
             ctx, params = _context(job.access), json.loads(job.params)
@@ -400,12 +385,10 @@ class ExportService:
 
     def _finish(self, job_id: str, manifest: dict[str, Any] | None, error: str | None) -> bool:
         with self.svc.unit(write=True) as repo:
-            done = repo.s.execute(update(ExportJob).where(
-                ExportJob.id == job_id, ExportJob.lease_owner == self.worker_id, ExportJob.status == "running")
-                .values(status="done" if error is None else "failed", finished_at=self.clock(), lease_owner=None,
-                        manifest=json.dumps(manifest) if manifest is not None else None, error=error,
-                        progress="done" if error is None else "failed"))
-            return bool(done.rowcount == 1)  # type: ignore[attr-defined]
+            return jobs.finish(repo, job_id, self.worker_id, {
+                "status": "done" if error is None else "failed", "finished_at": self.clock(),
+                "manifest": json.dumps(manifest) if manifest is not None else None, "error": error,
+                "progress": "done" if error is None else "failed"})
 
     def _write(self, job_id: str, ctx: AccessContext, params: dict[str, Any],
                request_url: str) -> tuple[dict[str, Any], dict[str, int]]:
@@ -454,9 +437,7 @@ class ExportService:
         files = _Files(folder, "Deleted", self.settings.file_max_bytes)
         try:
             with self.svc.unit() as repo:
-                rows = repo.s.execute(select(ROW.res_type, ROW.fhir_id).where(
-                    ROW.deleted.is_(True), ROW.updated_ms > low[1], ROW.res_type.in_(types)).order_by(ROW.pk))
-                for rtype, fid in rows:
+                for rtype, fid in jobs.deleted_since(repo, types, low[1]):
                     files.write(json.dumps({"resourceType": "Bundle", "type": "transaction", "entry": [
                         {"request": {"method": "DELETE", "url": f"{rtype}/{fid}"}}]}, separators=(",", ":")))
         finally:
@@ -466,7 +447,7 @@ class ExportService:
     def _present(self, types: list[str]) -> list[str]:
         """The types among `types` that have any live resource (one indexed look-up each, in one unit)."""
         with self.svc.unit() as repo:
-            return [t for t in types if repo.s.execute(_ANY_OF_TYPE, {"t": t}).first() is not None]
+            return [t for t in types if jobs.any_of_type(repo, t)]
 
     def _texts(self, ctx: AccessContext, params: dict[str, Any], rtype: str) -> Iterator[str]:
         """The stored JSON of every resource of `rtype` a search under `ctx` finds, in keyset pages by pk."""
@@ -483,7 +464,7 @@ class ExportService:
         page = self.settings.page
         while True:
             with self.svc.unit() as repo:
-                rows = repo.s.execute(plan.page(page, cursor)).all()
+                rows = SearchExecutor(repo.s, self.svc.guard.builder_for(ctx), self.svc.codec).keyset(plan, page, cursor)
             for row in rows:
                 yield row[3]
             if len(rows) < page:

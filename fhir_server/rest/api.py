@@ -13,6 +13,7 @@ from ..errors import BadRequest, FhirError, InternalError, MethodNotAllowed, Not
 from ..operations.everything import EverythingRequest
 from ..service import FhirService
 from .bundle_text import history_bundle, search_bundle, shape
+from .export import add_routes as add_export_routes
 from .fastpath import ReadFastPath
 from .http import error_response, fhir_response, form_items, json_body, page_links, prefer, resource_response
 from .openapi import openapi_text
@@ -187,6 +188,9 @@ def patient_everything(fid: str) -> Response:
     return fhir_response(search_bundle(base(), ((t, i, x, "match") for t, i, x in page.entries), page.total, links))
 
 
+add_export_routes(bp)  # Bulk Data $export: kick-offs, status, files (rest/export.py)
+
+
 def _search(rtype: str | None, items: list[tuple[str, str]]) -> Response:
     strict = prefer("handling", "lenient") == "strict"
     req, page = svc().search(ctx(), rtype, items, strict=strict)
@@ -227,4 +231,3 @@ def register(app: Any, resolver: AccessResolver) -> None:
         app.session_interface = _NoCookieSessionForApi()
     app.register_blueprint(bp)
     app.wsgi_app = ReadFastPath(app)  # type: ignore[method-assign]
-from . import export as _export  # noqa: E402,F401 - registers the Bulk Data routes on bp

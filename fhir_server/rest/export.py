@@ -3,14 +3,19 @@ from __future__ import annotations
 
 from email.utils import formatdate
 
-from flask import Response, current_app, request, send_file
+from flask import Blueprint, Response, current_app, request, send_file
 
+from ..access.context import AccessContext
 from ..errors import BadRequest, NotFound, outcome
 from ..operations.export import ExportService, kickoff_items, parse_kickoff
-from .api import bp, ctx
 from .http import fhir_response, json_body, prefer
 
 NDJSON = "application/fhir+ndjson"
+
+
+def ctx() -> AccessContext:
+    """The caller's access context (the resolver the composition root installed, as every FHIR route uses)."""
+    return current_app.extensions["fhir_access_resolver"]()  # type: ignore[no-any-return]
 
 
 def exports() -> ExportService:
@@ -34,45 +39,48 @@ def _kick_off(level: str, group_id: str | None = None) -> Response:
         {"Content-Location": url})
 
 
-@bp.route("/$export", methods=["GET", "POST"])
-def export_system() -> Response:
-    return _kick_off("system")
+def add_routes(bp: Blueprint) -> None:
+    """Route the kick-offs, the status URL and the files on the /fhir blueprint."""
+
+    @bp.route("/$export", methods=["GET", "POST"])
+    def export_system() -> Response:
+        return _kick_off("system")
 
 
-@bp.route("/Patient/$export", methods=["GET", "POST"])
-def export_patients() -> Response:
-    return _kick_off("patient")
+    @bp.route("/Patient/$export", methods=["GET", "POST"])
+    def export_patients() -> Response:
+        return _kick_off("patient")
 
 
-@bp.route("/Group/<gid>/$export", methods=["GET", "POST"])
-def export_group(gid: str) -> Response:
-    return _kick_off("group", gid)
+    @bp.route("/Group/<gid>/$export", methods=["GET", "POST"])
+    def export_group(gid: str) -> Response:
+        return _kick_off("group", gid)
 
 
-@bp.get("/$export-status/<job_id>")
-def export_status(job_id: str) -> Response:
-    service = exports()
-    st = service.status(ctx(), job_id)
-    if st.state == "in-progress":
-        wait = str(max(1, round(service.settings.min_poll_s)))
-        return fhir_response(None, 202, {"X-Progress": st.progress, "Retry-After": wait})
-    expires = {"Expires": formatdate(st.expires, usegmt=True)} if st.expires else {}
-    if st.state == "failed":
+    @bp.get("/$export-status/<job_id>")
+    def export_status(job_id: str) -> Response:
+        service = exports()
+        st = service.status(ctx(), job_id)
+        if st.state == "in-progress":
+            wait = str(max(1, round(service.settings.min_poll_s)))
+            return fhir_response(None, 202, {"X-Progress": st.progress, "Retry-After": wait})
+        expires = {"Expires": formatdate(st.expires, usegmt=True)} if st.expires else {}
+        if st.state == "failed":
+            return fhir_response({"resourceType": "OperationOutcome", "issue": [
+                outcome("error", "exception", st.error or "The export failed")]}, 500, expires)
+        resp = current_app.json.response(st.manifest)
+        resp.headers.update(expires)
+        return resp
+
+
+    @bp.delete("/$export-status/<job_id>")
+    def export_cancel(job_id: str) -> Response:
+        exports().cancel(ctx(), job_id)
         return fhir_response({"resourceType": "OperationOutcome", "issue": [
-            outcome("error", "exception", st.error or "The export failed")]}, 500, expires)
-    resp = current_app.json.response(st.manifest)
-    resp.headers.update(expires)
-    return resp
+            outcome("information", "informational", "The export was cancelled and its files removed")]}, 202)
 
 
-@bp.delete("/$export-status/<job_id>")
-def export_cancel(job_id: str) -> Response:
-    exports().cancel(ctx(), job_id)
-    return fhir_response({"resourceType": "OperationOutcome", "issue": [
-        outcome("information", "informational", "The export was cancelled and its files removed")]}, 202)
-
-
-@bp.get("/$export-file/<job_id>/<name>")
-def export_file(job_id: str, name: str) -> Response:
-    path = exports().file(ctx(), job_id, name)
-    return send_file(path, mimetype=NDJSON, conditional=False, max_age=0)
+    @bp.get("/$export-file/<job_id>/<name>")
+    def export_file(job_id: str, name: str) -> Response:
+        path = exports().file(ctx(), job_id, name)
+        return send_file(path, mimetype=NDJSON, conditional=False, max_age=0)
