@@ -39,7 +39,9 @@ def run(store: Any, observations: int, log: Any) -> dict[str, Any]:
     """The Synthea export (the store holds the Synthea set), then `observations` Observations exported."""
     service: ExportService = store.app.extensions["fhir_exports"]
     store.app.extensions["exports"].enabled = False  # the bench runs each job itself, timed
-    out: dict[str, Any] = {"synthea": export_rate(service)}
+    runs = [export_rate(service) for _ in range(5)]  # the first pays for cold caches; the median is reported
+    out: dict[str, Any] = {"synthea": {**sorted(runs, key=lambda r: r["per_second"])[2],
+                                       "all_per_second": [r["per_second"] for r in runs]}}
     log(f"{store.backend}: export of the Synthea set {out['synthea']['per_second']:,} resources/s "
         f"({out['synthea']['resources']:,} in {out['synthea']['seconds']} s)")
     info = grow(store.engine, store.svc.base_url, observations, [])
