@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 
 from ..access.context import AccessContext
 from ..errors import BadRequest, Forbidden, NotFound, TooManyRequests
@@ -35,7 +35,7 @@ from ..search.parse import parse
 from ..search.plan import KeyPlan
 from ..search.rows import CANDIDATE, ROW
 from ..storage import export_jobs as jobs
-from ..storage.models import CompartmentIndex, ExportJob
+from ..storage.models import CompartmentIndex, ExportJob, ReferenceIndex
 from ..storage.repository import Repository
 
 if TYPE_CHECKING:
@@ -111,7 +111,7 @@ def parse_kickoff(level: str, items: list[tuple[str, str]], request_url: str,
                   group_id: str | None = None) -> ExportRequest:
     """Validate kick-off parameters (export.html#query-parameters); 400 for any the server cannot honour."""
     req = ExportRequest(level, request_url, group_id)
-    allowed = compartment_types() if level != "system" else resource_types()
+    allowed = resource_types()
     for key, value in items:
         if key == "_outputFormat":
             if value not in OUTPUT_FORMATS:
@@ -472,7 +472,16 @@ class ExportService:
             cursor = [rows[-1][0]]
 
     def _compartment(self, patients: list[str] | None, rtype: str) -> Any:
-        """Resources of `rtype` in the compartment of `patients` (None: of any patient)."""
+        """Resources of `rtype` in the compartment of `patients` (None: of any patient); of a type outside the
+        compartment (named by _type), those the compartment's resources refer to or that refer to the patients
+        (the Practitioners, Organizations, Locations, Medications, Devices of their records)."""
+        if rtype != "Patient" and not compartment_params(rtype):
+            ref, comp = ReferenceIndex.__table__.alias("xr").c, CompartmentIndex.__table__.alias("xc").c
+            members = select(comp.res_pk).where(*([comp.patient_id.in_(patients)] if patients is not None else []))
+            referenced = select(ref.target_id).where(ref.target_type == rtype, ref.res_pk.in_(members))
+            referring = select(ref.res_pk).where(ref.res_type == rtype, ref.target_type == "Patient",
+                                                 *([ref.target_id.in_(patients)] if patients is not None else []))
+            return or_(and_(ROW.res_type == rtype, ROW.fhir_id.in_(referenced)), ROW.pk.in_(referring))
         if rtype == "Patient":
             return ROW.fhir_id.in_(patients) if patients is not None else ROW.res_type == "Patient"
         if patients is not None:

@@ -73,6 +73,11 @@ def test_patient_export_is_every_compartment(synthea: tuple[Any, Any, str]) -> N
     assert Counter({o["type"]: o["count"] for o in manifest["output"]}) == want
     typed = wait(client, token, kick_off(client, token, "/fhir/Patient/$export?_type=Patient,Condition"))
     assert {o["type"]: o["count"] for o in typed["output"]} == {"Patient": 12, "Condition": want["Condition"]}
+    # types outside the compartment, when named: what the records refer to (as $everything adds them)
+    shared = wait(client, token, kick_off(client, token, "/fhir/Patient/$export?_type=Organization,Practitioner"))
+    outside = Counter(r["resourceType"] for p in patients() for r in p.referenced_outside(p.compartment()))
+    assert {o["type"]: o["count"] for o in shared["output"]} == {
+        t: outside[t] for t in ("Organization", "Practitioner")}
 
 
 def test_group_export_is_its_members_compartments(synthea: tuple[Any, Any, str]) -> None:
@@ -131,6 +136,7 @@ def test_kick_off_needs_prefer_respond_async(bulk: tuple[Any, Any, str]) -> None
 @pytest.mark.parametrize("query", ["_outputFormat=text/csv", "_type=Nonsense", "_since=yesterday",
                                    "_since=2024-01-01", "_typeFilter=Observation", "_typeFilter=Observation?nope=1",
                                    "_type=Patient&_typeFilter=Observation?status=final", "patient=Patient/1",
+                                   "_typeFilter=Nonsense?x=1",
                                    "_elements=id"])
 def test_parameters_the_export_cannot_honour_are_400(bulk: tuple[Any, Any, str], query: str) -> None:
     _, client, token = bulk
@@ -358,6 +364,11 @@ def test_group_crud_and_search_by_member(bulk: tuple[Any, Any, str]) -> None:
     assert {r["subject"]["reference"] for r in got["Observation"]} == {f"Patient/{p1}", f"Patient/{p2}"}
     assert [r["id"] for r in got["Group"]] == [gid]  # in its members' compartments (R4: Group.member), once
     assert client.get("/fhir/Group/nope/$export", headers=auth(token, **ASYNC)).status_code == 404
+    fhir = app.extensions["fhir_service"]
+    mine = fhir.create(SYS, "Device", {"resourceType": "Device", "patient": {"reference": f"Patient/{p1}"}}).stored.id
+    fhir.create(SYS, "Device", {"resourceType": "Device", "patient": {"reference": f"Patient/{p3}"}})
+    devices = wait(client, token, kick_off(client, token, f"/fhir/Group/{gid}/$export?_type=Device"))
+    assert [r["id"] for r in resources(client, token, devices)["Device"]] == [mine]  # outside the compartment
     assert client.delete(f"/fhir/Group/{gid}", headers=auth(admin)).status_code == 200
 
 
