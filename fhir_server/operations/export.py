@@ -231,9 +231,9 @@ class ExportService:
                 params["patients"] = self._members(repo, ctx, req.group_id, req.patients)
             job_id = uuid.uuid4().hex
             jobs.add(repo, ExportJob(id=job_id, client_id=ctx.client_id, access=_access_of(ctx),
-                                 request_url=req.request_url, params=json.dumps(params), status="queued",
-                                 progress="queued", created_at=self.clock(), lease_until=0.0, attempts=0,
-                                 last_poll=0.0))
+                                     request_url=req.request_url, params=json.dumps(params), status="queued",
+                                     progress="queued", created_at=self.clock(), lease_until=0.0, attempts=0,
+                                     last_poll=0.0))
         self._audit(ctx, "queued", req, job_id, None)
         for wake in list(self.on_queued):
             wake()
@@ -267,7 +267,7 @@ class ExportService:
             if isinstance(ref, str) and not m.get("inactive") and "Patient/" in ref:
                 out.append(ref.rsplit("Patient/", 1)[1].split("/", 1)[0])
         members = list(dict.fromkeys(out))
-        return [p for p in members if p in set(only)] if only is not None else members
+        return [p for p in members if p in only] if only is not None else members
 
     def _job(self, repo: Repository, ctx: AccessContext, job_id: str) -> ExportJob:
         """The caller's own live job; 404 for an unknown, expired or another client's job."""
