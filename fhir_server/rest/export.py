@@ -52,9 +52,9 @@ def add_routes(bp: Blueprint) -> None:
         return _kick_off("patient")
 
 
-    @bp.route("/Group/<gid>/$export", methods=["GET", "POST"])
-    def export_group(gid: str) -> Response:
-        return _kick_off("group", gid)
+    @bp.route("/Group/<fid>/$export", methods=["GET", "POST"])
+    def export_group(fid: str) -> Response:
+        return _kick_off("group", fid)
 
 
     @bp.get("/$export-status/<job_id>")

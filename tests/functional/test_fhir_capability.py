@@ -56,7 +56,7 @@ def _interactions_from_routes(app: Any) -> set[str]:
              ("GET", "/fhir/metadata"): "capabilities", ("GET", "/fhir/Patient/<fid>/$everything"): "everything",
              ("POST", "/fhir/Patient/<fid>/$everything"): "everything",
              **{(m, path): "export" for m in ("GET", "POST")
-                for path in ("/fhir/$export", "/fhir/Patient/$export", "/fhir/Group/<gid>/$export")},
+                for path in ("/fhir/$export", "/fhir/Patient/$export", "/fhir/Group/<fid>/$export")},
              **{(m, "/fhir/$export-status/<job_id>"): "export" for m in ("GET", "DELETE")},
              ("GET", "/fhir/$export-file/<job_id>/<name>"): "export"}
     found = set()
