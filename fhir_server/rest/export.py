@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from email.utils import formatdate
+from typing import cast
 
 from flask import Blueprint, Response, current_app, request, send_file
 
@@ -83,4 +84,4 @@ def add_routes(bp: Blueprint) -> None:
     @bp.get("/$export-file/<job_id>/<name>")
     def export_file(job_id: str, name: str) -> Response:
         path = exports().file(ctx(), job_id, name)
-        return send_file(path, mimetype=NDJSON, conditional=False, max_age=0)
+        return cast(Response, send_file(path, mimetype=NDJSON, conditional=False, max_age=0))
