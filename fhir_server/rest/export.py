@@ -1,6 +1,7 @@
 """The Bulk Data routes (hl7.org/fhir/uv/bulkdata/export.html): kick-off, status, cancel and file download."""
 from __future__ import annotations
 
+import json
 from email.utils import formatdate
 from typing import cast
 
@@ -69,9 +70,8 @@ def add_routes(bp: Blueprint) -> None:
         if st.state == "failed":
             return fhir_response({"resourceType": "OperationOutcome", "issue": [
                 outcome("error", "exception", st.error or "The export failed")]}, 500, expires)
-        resp = current_app.json.response(st.manifest)
-        resp.headers.update(expires)
-        return resp
+        return Response(json.dumps(st.manifest, separators=(",", ":")), content_type="application/json",
+                        headers=expires)
 
 
     @bp.delete("/$export-status/<job_id>")
