@@ -25,8 +25,10 @@ class ResourceRow(Base):
     last_updated: Mapped[str] = mapped_column(String(40))
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)
     text: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # (res_type, pk): a type's resources in key order, the keyset pages of a Bulk Data export
     __table_args__ = (UniqueConstraint("res_type", "fhir_id", name="uq_fhir_resource_type_id"),
-                      Index("ix_fhir_resource_type_updated", "res_type", "updated_ms"))
+                      Index("ix_fhir_resource_type_updated", "res_type", "updated_ms"),
+                      Index("ix_fhir_resource_type_pk", "res_type", "pk"))
 
 
 class ResourceVersion(Base):

@@ -1,4 +1,5 @@
-"""Bulk Data export jobs (fhir_export_job): the request, the caller, the state and the worker's lease.
+"""Bulk Data export jobs (fhir_export_job): the request, the caller, the state and the worker's lease; and
+the index (res_type, pk) on fhir_resource that walks one type in key order (the export's keyset pages).
 
 Revision 0004 (after 0003). What already exists is left as it is (a database made from the models before it
 was stamped).
@@ -15,8 +16,14 @@ depends_on = None
 
 
 def upgrade() -> None:
-    if "fhir_export_job" in sa.inspect(op.get_bind()).get_table_names():
-        return
+    found = sa.inspect(op.get_bind())
+    if "ix_fhir_resource_type_pk" not in {i["name"] for i in found.get_indexes("fhir_resource")}:
+        op.create_index("ix_fhir_resource_type_pk", "fhir_resource", ["res_type", "pk"], unique=False)
+    if "fhir_export_job" not in found.get_table_names():
+        _jobs()
+
+
+def _jobs() -> None:
     op.create_table(
         "fhir_export_job",
         sa.Column("id", sa.String(length=64), nullable=False),
@@ -43,3 +50,4 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_fhir_export_job_status", table_name="fhir_export_job")
     op.drop_table("fhir_export_job")
+    op.drop_index("ix_fhir_resource_type_pk", table_name="fhir_resource")
