@@ -16,7 +16,7 @@ SCOPES = ["openid", "fhirUser", "profile", "launch", "launch/patient", "offline_
           "patient/*.rs", "patient/*.cruds", "patient/*.read", "patient/*.write", "patient/*.*", "user/*.rs",
           "user/*.cruds", "user/*.read", "user/*.*", "system/*.rs", "system/*.cruds", "system/*.read", "system/*.*"]
 AUTH_METHODS = ["client_secret_basic", "private_key_jwt", "none"]
-SMART_ONLY = ("capabilities", "management_endpoint")
+SMART_ONLY = ("capabilities", "management_endpoint", "bulk_data_operations", "bulk_data_scopes")
 OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
 
 
