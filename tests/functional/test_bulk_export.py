@@ -396,4 +396,5 @@ def test_discovery_advertises_bulk_data(bulk: tuple[Any, Any, str]) -> None:
     smart = client.get("/fhir/.well-known/smart-configuration").get_json()
     assert "client_credentials" in smart["grant_types_supported"] and "system/*.rs" in smart["scopes_supported"]
     assert "client-confidential-asymmetric" in smart["capabilities"]
+    assert smart["bulk_data_operations"][0] == "http://localhost/fhir/$export" and smart["bulk_data_scopes"]
 
