@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from . import machine, report
+from . import export, machine, report
 from .auth import backend_token
 from .measure import Client
 from .scale import grow, time_searches, verify_sample
@@ -60,6 +60,8 @@ def run_backend(backend: str, plan: Plan, rng: random.Random) -> dict[str, Any]:
         assert first is not None
         out["import"] = {**first, "per_second": round(statistics.median(rates), 1), "runs": len(rates),
                          "all_per_second": rates}
+        out["export"] = {"synthea": export.synthea_rate(main)}  # $export (issue 18) of the Synthea set
+        log(f"{backend}: $export of the Synthea set {out['export']['synthea']['per_second']:,} resources/s")
         out["bulk_verify"] = verify_sample(stores)
         log(f"{backend}: bulk loader writes the same rows as Repository.write ({out['bulk_verify']['rows_compared']})")
         server = ServerProcess(main.config(), main.folder / "server.log").start()
@@ -88,6 +90,9 @@ def run_backend(backend: str, plan: Plan, rng: random.Random) -> dict[str, Any]:
                     f"{t['code'][m]['median_ms']:.2f}" for m in report.MODES) + " ms")
                 out["search"].append(info)
             out["everything_at_largest"] = everything_times(main.svc, client, pid, plan.everything)
+            out["export"]["observations"] = export.observations_rate(main)
+            log(f"{backend}: $export of {out['export']['observations']['resources']:,} Observations "
+                f"{out['export']['observations']['per_second']:,} resources/s")
         finally:
             client.close()
             server.stop()
@@ -98,7 +103,6 @@ def run_backend(backend: str, plan: Plan, rng: random.Random) -> dict[str, Any]:
 
 def export_only(backends: list[str], observations: int) -> int:
     """`python -m bench --export N`: the $export figures of docs/performance.md ("Bulk Data export")."""
-    from . import export
     results: dict[str, Any] = {"mode": "export", "machine": machine.describe(),
                                "started": time.strftime("%Y-%m-%d %H:%M %Z"), "backends": []}
     for backend in backends:
