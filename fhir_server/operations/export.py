@@ -113,6 +113,8 @@ def parse_kickoff(level: str, items: list[tuple[str, str]], request_url: str,
     req = ExportRequest(level, request_url, group_id)
     allowed = resource_types()
     for key, value in items:
+        if key in ("_outputFormat", "_since"):
+            value = value.strip().replace(" ", "+")  # a '+' sent unencoded in a query string arrives as a space
         if key == "_outputFormat":
             if value not in OUTPUT_FORMATS:
                 raise BadRequest(f"_outputFormat {value!r} is not supported; use {', '.join(OUTPUT_FORMATS)}",

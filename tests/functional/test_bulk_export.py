@@ -152,6 +152,9 @@ def test_the_three_ndjson_formats_and_post_parameters_are_accepted(bulk: tuple[A
         assert resp.status_code == 202 and resp.headers["Content-Location"].startswith(
             "http://localhost/fhir/$export-status/")
         assert ok(resp, 202)["resourceType"] == "OperationOutcome"
+    raw = client.get("/fhir/$export?_outputFormat=application/fhir+ndjson&_since=2020-01-01T00:00:00+00:00",
+                     headers=auth(token, **ASYNC))  # '+' unencoded, as some clients send it
+    assert raw.status_code == 202, raw.get_data(as_text=True)
     body = {"resourceType": "Parameters", "parameter": [{"name": "_type", "valueString": "Patient"},
                                                         {"name": "_outputFormat", "valueString": "ndjson"}]}
     manifest = wait(client, token, kick_off(client, token, "/fhir/$export", json=body))
