@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from . import machine, report
+from . import export, machine, report
 from .auth import backend_token
 from .measure import Client
 from .scale import grow, time_searches, verify_sample
@@ -60,6 +60,8 @@ def run_backend(backend: str, plan: Plan, rng: random.Random) -> dict[str, Any]:
         assert first is not None
         out["import"] = {**first, "per_second": round(statistics.median(rates), 1), "runs": len(rates),
                          "all_per_second": rates}
+        out["export"] = {"synthea": export.synthea_rate(main)}  # $export (issue 18) of the Synthea set
+        log(f"{backend}: $export of the Synthea set {out['export']['synthea']['per_second']:,} resources/s")
         out["bulk_verify"] = verify_sample(stores)
         log(f"{backend}: bulk loader writes the same rows as Repository.write ({out['bulk_verify']['rows_compared']})")
         server = ServerProcess(main.config(), main.folder / "server.log").start()
@@ -88,6 +90,9 @@ def run_backend(backend: str, plan: Plan, rng: random.Random) -> dict[str, Any]:
                     f"{t['code'][m]['median_ms']:.2f}" for m in report.MODES) + " ms")
                 out["search"].append(info)
             out["everything_at_largest"] = everything_times(main.svc, client, pid, plan.everything)
+            out["export"]["observations"] = export.observations_rate(main)
+            log(f"{backend}: $export of {out['export']['observations']['resources']:,} Observations "
+                f"{out['export']['observations']['per_second']:,} resources/s")
         finally:
             client.close()
             server.stop()
@@ -96,14 +101,37 @@ def run_backend(backend: str, plan: Plan, rng: random.Random) -> dict[str, Any]:
         stores.close()
 
 
+def export_only(backends: list[str], observations: int) -> int:
+    """`python -m bench --export N`: the $export figures of docs/performance.md ("Bulk Data export")."""
+    results: dict[str, Any] = {"mode": "export", "machine": machine.describe(),
+                               "started": time.strftime("%Y-%m-%d %H:%M %Z"), "backends": []}
+    for backend in backends:
+        stores = Stores(backend)
+        try:
+            store = stores.new("export")
+            import_rate(store.svc)
+            results["backends"].append({"backend": backend, "version": stores.version(),
+                                        "export": export.run(store, observations, log)})
+        finally:
+            stores.close()
+    path = report.write_json(results)
+    print(export.summary(results["backends"]))
+    print(f"raw figures: {path.relative_to(report.ROOT)}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="10k and 100k only, fewer repetitions")
     parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
     parser.add_argument("--read", action="store_true",
                         help="only import and read by id against the floor (a quick check while tuning reads)")
+    parser.add_argument("--export", type=int, metavar="N", default=None,
+                        help="only Bulk Data $export: of the Synthea set, then of N generated Observations")
     parser.add_argument("--seed", type=int, default=12)
     args = parser.parse_args(argv)
+    if args.export is not None:
+        return export_only(["sqlite", "postgres"] if args.backend == "both" else [args.backend], args.export)
     plan = (Plan("read", [], 1, 2000, 0, 3) if args.read else Plan("quick", QUICK_SIZES, 1, 500, 20, 10)
             if args.quick else Plan("full", FULL_SIZES, 3, 2000, 50, 30))
     backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]

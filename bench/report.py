@@ -49,6 +49,9 @@ def verdicts(r: dict[str, Any]) -> list[tuple[str, str, str]]:
     for mode in ("service", "http"):
         t = r["everything"][mode]["median_ms"]
         out.append((f"$everything < 100 ms ({mode})", f"{t:.1f} ms", _mark(t < 100)))
+    for what, fig in (r.get("export") or {}).items():  # issue 18: Bulk Data $export
+        out.append((f"$export ≥ 20,000 resources/s ({what}, {fig['resources']:,})", f"{fig['per_second']:,}/s",
+                    _mark(fig["per_second"] >= 20_000)))
     return out
 
 
@@ -79,6 +82,11 @@ def tables(results: dict[str, Any]) -> list[str]:
         row(f"$everything Fletcher Hyatt, {mode} (median / p95 ms)",
             [f"{r['everything'][mode]['median_ms']:.1f} / {r['everything'][mode]['p95_ms']:.1f} "
              f"({r['everything'][mode]['resources']} resources)" for r in runs])
+    for what in ("synthea", "observations"):
+        if all(what in (r.get("export") or {}) for r in runs):
+            row(f"$export of the {'Synthea set' if what == 'synthea' else 'Observations'} (resources/s)",
+                [f"{r['export'][what]['per_second']:,} ({r['export'][what]['resources']:,} in "
+                 f"{r['export'][what]['seconds']} s)" for r in runs])
     lines += ["", "| search (median ms, first page of 20) | backend | layer | "
               + " | ".join(_label(s["observations"]) for s in runs[0]["search"]) + " | growth first→last |",
               "|---|---|---|" + "---|" * (len(runs[0]["search"]) + 1)]

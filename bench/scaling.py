@@ -31,7 +31,7 @@ def _xacts(cluster: Any, name: str) -> int:
 
 
 def _caught_up(primary: Any, replica: Any) -> None:
-    target = primary.sql("SELECT CAST(pg_current_wal_lsn() AS TEXT)")[0][0]
+    target = primary.sql("SELECT CAST(pg_current_wal_insert_lsn() AS TEXT)")[0][0]
     deadline = time.time() + 60
     while not replica.sql(f"SELECT pg_last_wal_replay_lsn() >= '{target}'")[0][0]:
         if time.time() > deadline:

@@ -13,8 +13,8 @@ __version__ = "0.1.0"
 # (every answer), the accounts package next (sessions), then the OAuth server (replaces the FHIR access
 # resolver), then the UIs.
 PACKAGE_MODULES = ["carespace.headers", "carespace.csrf", "carespace.mailer", "smart_auth.accounts.views",
-                   "carespace.notifications", "smart_auth.oauth.views", "carespace.changes", "portal_ui",
-                   "bundles.views", "bundles.share_views"]
+                   "carespace.notifications", "carespace.exports", "smart_auth.oauth.views", "carespace.changes",
+                   "portal_ui", "bundles.views", "bundles.share_views"]
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
@@ -122,6 +122,9 @@ def close_app(app: Flask) -> None:
         job = app.extensions.get(name)
         if job is not None:
             job.sender.close()
+    exports = app.extensions.get("exports")
+    if exports is not None:
+        exports.close()
     feed = app.extensions.get("carespace.changes")
     if feed is not None:
         feed.stop()

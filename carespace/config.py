@@ -107,6 +107,13 @@ def load(test_config: Mapping[str, Any] | None = None, env: Mapping[str, str] | 
         "PRACTICE_EMAIL": (env.get("CARESPACE_PRACTICE_EMAIL") or "").strip() or None,
         "STAFF_REQUIRE_2FA": _flag(env, "CARESPACE_STAFF_REQUIRE_2FA", False),
         "UPLOAD_MAX_BYTES": _megabytes(env, "CARESPACE_UPLOAD_MAX_MB", 20),
+        # Bulk Data $export (README, "Bulk Data export")
+        "EXPORT_RETENTION_S": _seconds(env, "CARESPACE_EXPORT_RETENTION_HOURS", 24.0) * 3600,
+        "EXPORT_FILE_MAX_BYTES": _megabytes(env, "CARESPACE_EXPORT_FILE_MAX_MB", 100),
+        "EXPORT_MIN_POLL_S": _seconds(env, "CARESPACE_EXPORT_MIN_POLL_S", 0.2),
+        "EXPORT_MAX_JOBS": _int(env, "CARESPACE_EXPORT_MAX_JOBS", 2),
+        "EXPORT_LEASE_S": _seconds(env, "CARESPACE_EXPORT_LEASE_S", 30.0),
+        "EXPORT_WORKER": _flag(env, "CARESPACE_EXPORT_WORKER", True),
     }
     cfg.update(overrides)
     if not cfg["SECRET_KEY"]:

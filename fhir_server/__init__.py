@@ -5,7 +5,7 @@
     search/      search parsing, planning, SQL conditions, execution, _include/_revinclude
     access/      AccessContext (who asks, with which scopes) and the guard that enforces it everywhere
     rules/       business rules every write passes, whoever writes (messages, documents)
-    operations/  $everything, history, transaction and batch Bundles
+    operations/  $everything, history, transaction and batch Bundles, Bulk Data $export
     rest/        the /fhir blueprint, HTTP rendering, the read fast path, the CapabilityStatement
     service.py   FhirService: every interaction, for HTTP and in-process callers alike
     audit.py     AuditEvents for every access and security event
@@ -28,12 +28,14 @@ from .errors import (
     NotFound,
     PayloadTooLarge,
     PreconditionFailed,
+    TooManyRequests,
     Unauthorized,
     Unprocessable,
     UnsupportedMediaType,
     for_status,
 )
 from .operations.everything import EverythingPage, EverythingRequest
+from .operations.export import ExportRequest, ExportService, ExportSettings, ExportStatus, parse_kickoff
 from .r4.dates import now_instant
 from .r4.display import concept_text, human_name
 from .r4.validation import validate_resource
@@ -50,9 +52,11 @@ from .stored import Stored, UnitOfWork, WriteResult
 
 __all__ = [
     "AccessContext", "AuditLog", "BadRequest", "CATEGORY_SYSTEM", "Commit", "CommitHook", "CommittedWrite", "Conflict", "EverythingPage", "EverythingRequest",
+    "ExportRequest", "ExportService", "ExportSettings", "ExportStatus",
     "FhirBase", "FhirError", "FhirService", "Forbidden", "Gone", "HeaderResolver", "HotSelect", "InternalError",
     "MAX_MESSAGE_CHARS", "MAX_SUBJECT_CHARS", "MethodNotAllowed", "NotFound", "PATIENT_CATEGORIES",
-    "PayloadTooLarge", "PreconditionFailed", "ReadReplica", "ScopeGrant", "Stored", "Unauthorized", "UnsupportedMediaType",
+    "PayloadTooLarge", "PreconditionFailed", "ReadReplica", "ScopeGrant", "Stored", "TooManyRequests", "Unauthorized",
+    "UnsupportedMediaType",
     "Unprocessable", "UnitOfWork", "WriteResult", "audit_event", "capability_statement", "concept_text", "error_response",
-    "for_status", "human_name", "now_instant", "parse_scope", "register_api", "validate_resource",
+    "for_status", "human_name", "now_instant", "parse_kickoff", "parse_scope", "register_api", "validate_resource",
 ]

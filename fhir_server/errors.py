@@ -15,6 +15,7 @@ with its status; nothing outside this tree changes a status.
      +-- PayloadTooLarge       413  a request body over the limit
      +-- UnsupportedMediaType  415  a body that is not FHIR JSON
      +-- Unprocessable         422  an invalid resource or a business rule that refuses the write
+     +-- TooManyRequests       429  a Bulk Data status URL polled faster than the server allows (Retry-After)
      +-- InternalError         500  a fault of the server itself; the request changed nothing
 """
 from __future__ import annotations
@@ -90,13 +91,17 @@ class Unprocessable(FhirError):
     status, code = 422, "processing"
 
 
+class TooManyRequests(FhirError):
+    status, code = 429, "throttled"
+
+
 class InternalError(FhirError):
     status, code = 500, "exception"
 
 
 _BY_STATUS: dict[int, type[FhirError]] = {cls.status: cls for cls in (
     BadRequest, Unauthorized, Forbidden, NotFound, MethodNotAllowed, Conflict, Gone, PreconditionFailed,
-    PayloadTooLarge, UnsupportedMediaType, Unprocessable, InternalError)}
+    PayloadTooLarge, UnsupportedMediaType, Unprocessable, TooManyRequests, InternalError)}
 
 
 def for_status(status: int, diagnostics: str) -> FhirError:

@@ -13,6 +13,7 @@ from ..errors import BadRequest, FhirError, InternalError, MethodNotAllowed, Not
 from ..operations.everything import EverythingRequest
 from ..service import FhirService
 from .bundle_text import history_bundle, search_bundle, shape
+from .export import add_routes as add_export_routes
 from .fastpath import ReadFastPath
 from .http import error_response, fhir_response, form_items, json_body, page_links, prefer, resource_response
 from .openapi import openapi_text
@@ -202,6 +203,9 @@ def patient_everything(fid: str) -> Response:
     page = svc().everything(ctx(), req)
     links = page_links(f"{base()}/Patient/{fid}/$everything", list(a.items(multi=True)), page.next_cursor, None)
     return fhir_response(search_bundle(base(), ((t, i, x, "match") for t, i, x in page.entries), page.total, links))
+
+
+add_export_routes(bp)  # Bulk Data $export: kick-offs, status, files (rest/export.py)
 
 
 def _search(rtype: str | None, items: list[tuple[str, str]], within: str | None = None) -> Response:

@@ -11,6 +11,8 @@ from typing import Any
 from ..r4.dates import now_instant
 
 SecurityHook = Callable[[dict[str, Any]], None]
+BULK = "http://hl7.org/fhir/uv/bulkdata"
+BULK_CAPABILITY = f"{BULK}/CapabilityStatement/bulk-data"
 
 
 @lru_cache(maxsize=1)
@@ -27,6 +29,21 @@ def capability_statement(base_url: str, version: str, security: SecurityHook | N
     cs["date"] = stamp
     cs["software"] = {"name": "CareSpace", "version": version}
     cs["implementation"] = {"description": "CareSpace patient portal FHIR server", "url": base_url}
+    _bulk_data(cs)
     if security is not None:
         security(cs["rest"][0])
     return cs
+
+
+def _bulk_data(cs: dict[str, Any]) -> None:
+    """Bulk Data Access 2.0 (hl7.org/fhir/uv/bulkdata/CapabilityStatement-bulk-data.html): $export at the
+    system, Patient and Group levels."""
+    cs["instantiates"] = [*cs.get("instantiates", []), BULK_CAPABILITY]
+    rest = cs["rest"][0]
+    rest["operation"] = [*rest.get("operation", []),
+                         {"name": "export", "definition": f"{BULK}/OperationDefinition/export"}]
+    for res in rest["resource"]:
+        if res["type"] in ("Patient", "Group"):
+            kind = res["type"].lower()
+            res["operation"] = [*res.get("operation", []),
+                                {"name": "export", "definition": f"{BULK}/OperationDefinition/{kind}-export"}]

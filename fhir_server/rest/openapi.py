@@ -157,7 +157,21 @@ def _type_paths(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
             get = {"operationId": "everything-Patient", "summary": "Patient/$everything", "tags": [t],
                    "parameters": params, "responses": _responses("a searchset Bundle", bundle)}
             paths[f"/{t}/{{id}}/$everything"] = {"parameters": [id_param], "get": get}
+        elif op["name"] == "export":
+            path = f"/{t}/{{id}}/$export" if t == "Group" else f"/{t}/$export"
+            paths[path] = {**({"parameters": [id_param]} if t == "Group" else {}), "get": _export_op(f"export-{t}", t)}
     return paths
+
+
+def _export_op(op_id: str, tag: str) -> dict[str, Any]:
+    """A Bulk Data kick-off (hl7.org/fhir/uv/bulkdata/export.html): 202 with the status URL in Content-Location."""
+    params = [{"name": "Prefer", "in": "header", "required": True, "schema": {"type": "string", "enum": ["respond-async"]}},
+              *[{"name": n, "in": "query", "schema": {"type": "string"}}
+                for n in ("_outputFormat", "_type", "_since", "_typeFilter")]]
+    return {"operationId": op_id, "summary": "Bulk Data $export kick-off", "tags": [tag], "parameters": params,
+            "responses": {"202": {"description": "queued; poll the Content-Location URL",
+                                  "headers": {"Content-Location": {"schema": {"type": "string"}}}},
+                          "400": {"description": "a parameter the export cannot honour"}}}
 
 
 def _security(rest: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, list[str]]]]:
@@ -216,6 +230,9 @@ def openapi_description(cs: dict[str, Any]) -> dict[str, Any]:
             "parameters": [{"name": "_count", "in": "query", "schema": {"type": "integer", "minimum": 0}},
                            {"name": "_since", "in": "query", "schema": {"type": "string"}}],
             "responses": _responses("a history Bundle", bundle)}}
+    for op in rest.get("operation", []):
+        if op["name"] == "export":
+            paths["/$export"] = {"get": _export_op("export", "system")}
     schemas: dict[str, Any] = {
         "OperationOutcome": {"type": "object", "required": ["resourceType", "issue"], "properties": {
             "resourceType": {"type": "string", "enum": ["OperationOutcome"]},

@@ -96,6 +96,10 @@ class SearchExecutor:
             page.total = len(rows)
         return page
 
+    def keyset(self, plan: KeyPlan, limit: int, after: list[Any] | None) -> list[Any]:
+        """Up to `limit` (pk, type, id, text, ...) rows of a plan after a key position, in order (bulk export)."""
+        return list(self.s.execute(plan.page(limit, after)).all())
+
     @staticmethod
     def _fingerprint(req: SearchRequest) -> str:
         crit = [(c.name, c.modifier, c.values, repr(c.chain), repr(c.has)) for c in req.criteria]

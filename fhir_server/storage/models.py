@@ -25,8 +25,10 @@ class ResourceRow(Base):
     last_updated: Mapped[str] = mapped_column(String(40))
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)
     text: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # (res_type, pk): a type's resources in key order, the keyset pages of a Bulk Data export
     __table_args__ = (UniqueConstraint("res_type", "fhir_id", name="uq_fhir_resource_type_id"),
-                      Index("ix_fhir_resource_type_updated", "res_type", "updated_ms"))
+                      Index("ix_fhir_resource_type_updated", "res_type", "updated_ms"),
+                      Index("ix_fhir_resource_type_pk", "res_type", "pk"))
 
 
 class ResourceVersion(Base):
@@ -181,3 +183,31 @@ class ReadFence(Base):
 
 event.listen(ReadFence.__table__, "after_create",
              DDL("ALTER TABLE fhir_read_fence SET UNLOGGED").execute_if(dialect="postgresql"))
+
+
+class ExportJob(Base):
+    """One Bulk Data $export: its request, the caller it runs as, its state and the lease of the worker running it.
+
+    status: queued | running | done | failed. A worker claims a job with one conditional UPDATE (queued, or
+    running with an expired lease) and renews the lease while it writes; a job whose runner died is claimed
+    again when its lease runs out (resumed from the start), or failed after `attempts` runs.
+    """
+
+    __tablename__ = "fhir_export_job"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_id: Mapped[str | None] = mapped_column(String(255), nullable=True)  # who may poll and download
+    access: Mapped[str] = mapped_column(Text)  # JSON: the scopes and client of the AccessContext it runs as
+    request_url: Mapped[str] = mapped_column(Text)
+    params: Mapped[str] = mapped_column(Text)  # JSON: level, group, types, since, type filters, patients
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    progress: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    transaction_time: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    created_at: Mapped[float] = mapped_column(Float)  # epoch seconds
+    finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lease_until: Mapped[float] = mapped_column(Float, default=0.0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_poll: Mapped[float] = mapped_column(Float, default=0.0)
+    manifest: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON: output and error files
+    error: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    __table_args__ = (Index("ix_fhir_export_job_status", "status", "lease_until"),)

@@ -1,8 +1,9 @@
 """Reads from a PostgreSQL streaming replica, with each reader reading its own writes.
 
 A write by a reader (a person, an app, a process: `reader_of`) records on the primary where it ended in
-the WAL (`pg_current_wal_lsn()` after the commit, in the UNLOGGED table fhir_read_fence). A read of that
-reader goes to the replica only once the replica has replayed past that point
+the WAL, in the UNLOGGED table fhir_read_fence: `pg_current_wal_insert_lsn()` after the commit, the insert
+position, which covers a commit record still in the WAL buffers (synchronous_commit=off), where
+pg_current_wal_lsn() may not. A read of that reader goes to the replica only once the replica has replayed past that point
 (`pg_last_wal_replay_lsn()`); until then, and whenever the replica cannot be reached or is not in
 recovery, it goes to the primary. Nothing here raises: a replica that fails is a replica not used
 for a while (`retry_s`).
@@ -25,7 +26,7 @@ from .models import ReadFence
 
 log = logging.getLogger("fhir_server.replica")
 
-_FENCE = text("INSERT INTO fhir_read_fence (reader, lsn) VALUES (:r, CAST(pg_current_wal_lsn() AS TEXT)) "
+_FENCE = text("INSERT INTO fhir_read_fence (reader, lsn) VALUES (:r, CAST(pg_current_wal_insert_lsn() AS TEXT)) "
               "ON CONFLICT (reader) DO UPDATE SET lsn = EXCLUDED.lsn")
 _FENCE_OF = HotSelect(select(ReadFence.lsn).where(ReadFence.reader == bindparam("r")))
 NO_FENCE = "0/0"  # a reader that never wrote: any replica in recovery has passed it (NULL when not in recovery)

@@ -10,11 +10,13 @@ CAPABILITIES = ["launch-standalone", "launch-ehr", "client-public", "client-conf
                 "context-ehr-patient", "context-ehr-encounter", "context-banner", "context-style",
                 "permission-offline", "permission-online", "permission-patient", "permission-user", "permission-v1",
                 "permission-v2", "authorize-post"]
+# Bulk Data $export (hl7.org/fhir/uv/bulkdata/authorization.html) takes SMART Backend Services tokens with these
+BULK_SCOPES = ["system/*.rs", "system/*.read"]
 SCOPES = ["openid", "fhirUser", "profile", "launch", "launch/patient", "offline_access", "online_access",
           "patient/*.rs", "patient/*.cruds", "patient/*.read", "patient/*.write", "patient/*.*", "user/*.rs",
           "user/*.cruds", "user/*.read", "user/*.*", "system/*.rs", "system/*.cruds", "system/*.read", "system/*.*"]
 AUTH_METHODS = ["client_secret_basic", "private_key_jwt", "none"]
-SMART_ONLY = ("capabilities", "management_endpoint")
+SMART_ONLY = ("capabilities", "management_endpoint", "bulk_data_operations", "bulk_data_scopes")
 OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
 
 
@@ -42,6 +44,10 @@ def smart_configuration(cfg: Mapping[str, Any]) -> dict[str, Any]:
         "introspection_endpoint_auth_methods_supported": AUTH_METHODS,
         "revocation_endpoint_auth_methods_supported": AUTH_METHODS,
         "scopes_supported": SCOPES, "capabilities": CAPABILITIES,
+        # SMART Backend Services for Bulk Data: the operations these tokens reach, the scopes they take
+        "bulk_data_operations": [f"{cfg['BASE_URL']}/fhir/$export", f"{cfg['BASE_URL']}/fhir/Patient/$export",
+                                 f"{cfg['BASE_URL']}/fhir/Group/[id]/$export"],
+        "bulk_data_scopes": BULK_SCOPES,
     }
     if "register" in e:
         doc["registration_endpoint"] = e["register"]

@@ -57,7 +57,11 @@ def _interactions_from_routes(app: Any) -> set[str]:
              ("POST", "/fhir/Patient/<fid>/$everything"): "everything",
              ("GET", "/fhir/Patient/<fid>/_history"): "history-instance",
              ("GET", "/fhir/Patient/<fid>/<rtype>"): "search-compartment",
-             ("POST", "/fhir/Patient/<fid>/<rtype>/_search"): "search-compartment"}
+             ("POST", "/fhir/Patient/<fid>/<rtype>/_search"): "search-compartment",
+             **{(m, path): "export" for m in ("GET", "POST")
+                for path in ("/fhir/$export", "/fhir/Patient/$export", "/fhir/Group/<fid>/$export")},
+             **{(m, "/fhir/$export-status/<job_id>"): "export" for m in ("GET", "DELETE")},
+             ("GET", "/fhir/$export-file/<job_id>/<name>"): "export"}
     found = set()
     for rule in app.url_map.iter_rules():
         if rule.endpoint.startswith("fhir.") and rule.endpoint not in ("fhir.metadata_write", "fhir.openapi"):
@@ -88,7 +92,13 @@ def test_every_routed_interaction_is_advertised(module_app: Any, cs: dict[str, A
         if code == "search-compartment":
             assert rest["compartment"] == ["http://hl7.org/fhir/CompartmentDefinition/patient"]
         if code == "everything":
-            assert [o["name"] for o in resource(cs, "Patient")["operation"]] == ["everything"]
+            assert [o["name"] for o in resource(cs, "Patient")["operation"]] == ["everything", "export"]
+        if code == "export":  # Bulk Data 2.0: system, Patient and Group $export
+            bulk = "http://hl7.org/fhir/uv/bulkdata"
+            assert cs["instantiates"] == [f"{bulk}/CapabilityStatement/bulk-data"]
+            assert rest["operation"] == [{"name": "export", "definition": f"{bulk}/OperationDefinition/export"}]
+            assert resource(cs, "Group")["operation"] == [
+                {"name": "export", "definition": f"{bulk}/OperationDefinition/group-export"}]
 
 
 def test_unadvertised_changes_of_append_only_types_are_405(module_client: Any, cs: dict[str, Any]) -> None:

@@ -58,6 +58,7 @@ def test_the_description_is_the_capability_statement(module_client: Any) -> None
     ops = {op["operationId"] for item in doc["paths"].values() for m, op in item.items() if m != "parameters"}
     system = {c["code"] for c in cs["rest"][0]["interaction"]}
     want = {"capabilities", "transaction"} | (system & {"search-system", "history-system"})
+    want |= {o["name"] for o in cs["rest"][0].get("operation", [])}  # system-level operations ($export)
     assert {"transaction", "batch"} <= system  # one operation (POST to the base) for both
     for r in cs["rest"][0]["resource"]:
         t, codes = r["type"], {c["code"] for c in r["interaction"]}

@@ -35,7 +35,7 @@ def _ready(cluster: Cluster, dbname: str = "postgres") -> None:
 
 def _caught_up(primary: Cluster, replica: Cluster, dbname: str) -> None:
     """Wait until the replica has replayed everything the primary wrote so far."""
-    target = primary.sql("SELECT CAST(pg_current_wal_lsn() AS TEXT)")[0][0]
+    target = primary.sql("SELECT CAST(pg_current_wal_insert_lsn() AS TEXT)")[0][0]
     deadline = time.time() + 30
     while not replica.sql(f"SELECT pg_last_wal_replay_lsn() >= '{target}'", dbname)[0][0]:
         assert time.time() < deadline, "the replica did not catch up in 30 s"

@@ -15,7 +15,7 @@ from tests.support.smart import Smart
 # Example values for the URL map's variables; unknown ids give error answers, which are checked too.
 VALUES = {"rtype": "Patient", "filename": "portal.css", "grant_id": "1", "access_id": "1", "record_id": "1",
           "user_id": "1", "link_id": "1", "token": "no-such-token", "vid": "1", "doc_id": "no-such", "message_id": "no-such",
-          "mid": "no-such", "oid": "no-such"}
+          "mid": "no-such", "oid": "no-such", "job_id": "no-such", "name": "none.ndjson"}
 STATIC_FILES = {"static": "none.css", "portal.static": "portal.css", "accounts.static": "idle.js",
                 "bundles.static": "print.js"}
 PUBLIC_CACHE = {"smart.openid_config", "smart.smart_config", "smart.jwks", "smart.smart_style"}  # discovery
