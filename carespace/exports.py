@@ -2,8 +2,8 @@
 
 Jobs are rows (fhir_export_job), so any process may run any job: each process starts its workers on its
 first request (after a fork), each worker claims one job at a time by a conditional UPDATE and renews its
-lease while it writes, and a job whose process died is claimed again once its lease runs out (the workers of
-a process start with its first export request, so a poll after a restart resumes the job). Files go to
+lease while it writes, and a job whose process died is claimed again once its lease runs out (a server's workers start with its first
+request, so a restarted server resumes the job). Files go to
 the instance folder's exports/ directory and are removed when their retention ends.
 """
 from __future__ import annotations
@@ -57,8 +57,9 @@ def init_app(app: Any) -> None:
 
     @app.before_request
     def _start_exports() -> None:
-        """The first export request (a kick-off, or a poll after a restart) starts the workers; other requests
-        never wait for, or share the database with, export threads."""
-        if not started["done"] and "/$export" in request.path:
+        """A server starts its workers on its first request, so a job left by a restart is resumed and expired
+        files are removed without waiting for an export request; in-process test apps (many per process)
+        start them on their first export request only, so other tests share the database with no export thread."""
+        if not started["done"] and (not app.testing or "/$export" in request.path):
             started["done"] = True
             workers.kick()
