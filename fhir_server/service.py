@@ -148,21 +148,21 @@ class FhirService:
                     out.append(raw)
         return list(dict.fromkeys(out))
 
+    @staticmethod
+    def reads_audit(rtype: str | None, items: Iterable[tuple[str, str]] = ()) -> bool:
+        """Whether a read may return AuditEvents (by type, across types or included): they are queued."""
+        return rtype in (None, "AuditEvent") or any(
+            "AuditEvent" in v for k, v in items if k.startswith(("_include", "_revinclude", "_has")))
+
     def reader(self, ctx: AccessContext, rtype: str | None, items: Iterable[tuple[str, str]] = ()) -> str | None:
         """Whose writes a read must see, or None: read the primary. In-process callers (ctx.trusted) read the
         primary, as they often read to decide a write (an invitation looks for the patient first); so do reads
         of AuditEvents, which only the primary has at once."""
-        if ctx.trusted or rtype in (None, "AuditEvent") or any(
-                "AuditEvent" in v for k, v in items if k.startswith(("_include", "_revinclude", "_has"))):
-            return None
-        return reader_of(ctx)
+        return None if ctx.trusted or self.reads_audit(rtype, items) else reader_of(ctx)
 
     def settle_audit(self, rtype: str | None, items: Iterable[tuple[str, str]] = ()) -> None:
-        """Before AuditEvents are read (by type, across types or included), the queued ones are written."""
-        if self.settle is None:
-            return
-        if rtype in (None, "AuditEvent") or any(
-                "AuditEvent" in v for k, v in items if k.startswith(("_include", "_revinclude", "_has"))):
+        """Before AuditEvents are read, the queued ones are written."""
+        if self.settle is not None and self.reads_audit(rtype, items):
             self.settle()
 
     # ---- helpers ----

@@ -70,48 +70,44 @@ class ReadReplica:
             log.exception("could not record the read fence of %s", reader)
 
     def _fence_of(self, reader: str) -> str | None:
-        """The reader's fence on the primary (NO_FENCE if it never wrote), or None if the primary failed."""
+        """The reader's fence on the primary (NO_FENCE if it never wrote); None: the replica is not to be
+        used now (it failed moments ago, or the primary did not answer and will answer the read itself)."""
+        if self.clock() < self._down_until:
+            return None
         try:
             row = _FENCE_OF.first(self.primary, {"r": reader[:255]})
         except (DBAPIError, self.primary.dialect.loaded_dbapi.Error):
-            return None  # the primary will answer the read, or say it is unavailable
+            return None
         return str(row[0]) if row is not None else NO_FENCE
 
     def session_for(self, reader: str) -> Session | None:
         """A replica session that has this reader's writes, or None: read from the primary."""
-        if self.clock() < self._down_until:
-            return self._primary()
         lsn = self._fence_of(reader)
-        if lsn is None:
-            return self._primary()
-        session = self.sessions()
-        try:
-            ok = bool(session.execute(_PASSED, {"f": lsn}).scalar())
-        except DBAPIError as exc:
+        session = self.sessions() if lsn is not None else None
+        if session is not None:
+            try:
+                if session.execute(_PASSED, {"f": lsn}).scalar():
+                    self.routed["replica"] += 1
+                    return session
+            except DBAPIError as exc:
+                self.failed(exc)
             session.close()
-            self.failed(exc)
-            return self._primary()
-        if not ok:
-            session.close()
-            return self._primary()
-        self.routed["replica"] += 1
-        return session
+        self.routed["primary"] += 1
+        return None
 
     def current_text(self, reader: str, rtype: str, fid: str) -> tuple[bool, tuple[Any, ...] | None]:
         """A read by id on the replica with its replay check, in one statement: (answered, row); not answered
         means read it from the primary. The row is (text, version, last_updated, deleted, pk), None if unknown."""
-        if self.clock() < self._down_until:
-            return bool(self._primary()), None
         lsn = self._fence_of(reader)
-        if lsn is None:
-            return bool(self._primary()), None
-        try:
-            row = _READ_PASSED.first(self.engine, {"f": lsn, "t": rtype, "i": fid})
-        except (DBAPIError, self.engine.dialect.loaded_dbapi.Error) as exc:
-            self.failed(exc)
-            return bool(self._primary()), None
+        row = None
+        if lsn is not None:
+            try:
+                row = _READ_PASSED.first(self.engine, {"f": lsn, "t": rtype, "i": fid})
+            except (DBAPIError, self.engine.dialect.loaded_dbapi.Error) as exc:
+                self.failed(exc)
         if row is None or not row[0]:
-            return bool(self._primary()), None
+            self.routed["primary"] += 1
+            return False, None
         self.routed["replica"] += 1
         return True, (None if row[5] is None else tuple(row[1:]))
 
@@ -121,8 +117,3 @@ class ReadReplica:
             self._down_until = self.clock() + self.retry_s
         log.warning("read replica unavailable (%s); reading from the primary for %.0f s",
                     str(exc).splitlines()[0] if str(exc) else type(exc).__name__, self.retry_s)
-
-    def _primary(self) -> Any:
-        """Count a read sent to the primary; None (no replica session) and False (not answered) both say so."""
-        self.routed["primary"] += 1
-        return None
