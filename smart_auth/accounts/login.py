@@ -72,7 +72,7 @@ class Login:
             failed = "" if ok else "wrong credentials"
             if failed or failures:
                 with self.core.write() as uow:
-                    security.take_keys(uow.session, keys)
+                    security.take_keys(uow.session, keys, now)
                     minutes = security.locked_minutes(uow.session, keys, now)
                     if minutes:
                         failed = "throttled"
@@ -115,7 +115,7 @@ class Login:
         with self.core.write() as uow:
             dbs: Session = uow.session
             user = dbs.get(User, user_id)
-            security.take_keys(dbs, keys)
+            security.take_keys(dbs, keys, now)
             minutes = security.locked_minutes(dbs, keys, now)
             step = None
             if not minutes and user is not None and user.status == "active" and user.totp_secret:

@@ -21,6 +21,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from .models import AuthToken, LoginThrottle
@@ -162,11 +164,20 @@ def device_keys(nonce: str) -> list[tuple[str, int]]:
     return [(f"device:{nonce}"[:400], ACCOUNT_LIMIT)]
 
 
-def take_keys(dbs: Session, keys: list[tuple[str, int]]) -> None:
-    """Lock the keys' rows for this write (SELECT ... FOR UPDATE, in key order, so two writers never deadlock)
-    and load their current counts: concurrent failures on PostgreSQL are then counted one after the other,
-    never two on the same count (SQLite's writers take turns already)."""
+def take_keys(dbs: Session, keys: list[tuple[str, int]], now: float) -> None:
+    """Lock the keys' rows for this write and load their current counts, so concurrent failures on PostgreSQL
+    are counted one after the other, never two on the same count (SQLite's writers take turns already).
+
+    Missing rows are made first (INSERT ... ON CONFLICT DO NOTHING), then every row is locked (SELECT ... FOR
+    UPDATE), each step in key order: two writers then wait for each other in one order and never deadlock,
+    and no first failure is lost to a unique violation."""
     names = sorted({key for key, _limit in keys})
+    if not names:
+        return
+    insert = pg_insert if dbs.get_bind().dialect.name == "postgresql" else sqlite_insert
+    dbs.execute(insert(LoginThrottle).values([
+        {"key": k, "failures": 0, "window_start": now, "locked_until": 0.0, "strikes": 0} for k in names])
+        .on_conflict_do_nothing(index_elements=["key"]))
     dbs.scalars(select(LoginThrottle).where(LoginThrottle.key.in_(names)).order_by(LoginThrottle.key)
                 .with_for_update().execution_options(populate_existing=True)).all()
 
@@ -184,7 +195,7 @@ def locked_minutes(dbs: Session, keys: list[tuple[str, int]], now: float) -> int
 def record_failure(dbs: Session, keys: list[tuple[str, int]], now: float, first_lock_s: float = LOCK_S) -> list[str]:
     """Count a failure on every key; reaching its limit within the window locks the key, each lock in a row
     twice as long as the one before (from first_lock_s up to LOCK_S). Returns the keys locked now."""
-    take_keys(dbs, keys)
+    take_keys(dbs, keys, now)
     locked = []
     for key, limit in keys:
         row = dbs.get(LoginThrottle, key)
