@@ -8,10 +8,11 @@ import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from fhir_server import FhirService, UnitOfWork, audit_event
 
@@ -123,6 +124,19 @@ class AccountCore:
         if row.expires_at <= self.clock():
             valid = "4 days" if purpose == "invite" else "1 hour"
             raise LinkProblem(f"This {what} has expired: it was valid for {valid}. {fix}", "expired")
+        return row
+
+    def use_token(self, dbs: Session, token: str, purpose: str) -> AuthToken:
+        """The usable token for a link, used up by this unit of work in one conditional UPDATE: of two uses of one
+        link at once (in any processes) one goes through and the other is told that the link was used."""
+        row = self.valid_token(dbs, token, purpose)
+        done = cast(CursorResult[Any], dbs.execute(
+            update(AuthToken).where(AuthToken.id == row.id, AuthToken.state == "active").values(state="used")
+            .execution_options(synchronize_session=False)))
+        if done.rowcount != 1:  # another request used it first: say so as valid_token would now
+            dbs.refresh(row)
+            return self.valid_token(dbs, token, purpose)  # raises LinkProblem ("used", or what else happened)
+        set_committed_value(row, "state", "used")
         return row
 
     @staticmethod

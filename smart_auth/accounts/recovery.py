@@ -43,7 +43,7 @@ class Recovery:
 
     def reset_info(self, token: str) -> User:
         with self.core.fhir.sessions() as dbs:
-            row = self.core.valid_token(dbs, token, "reset")
+            row = self.core.use_token(dbs, token, "reset")  # used once, across processes; undone if this unit fails
             user = dbs.get(User, row.user_id)
             if user is None or user.status != "active":
                 raise LinkProblem("This password reset link no longer works.", "revoked")
@@ -53,7 +53,7 @@ class Recovery:
         """New password; ends every other session and (through the OAuth hook) every refresh token."""
         with self.core.write() as uow:
             dbs: Session = uow.session
-            row = self.core.valid_token(dbs, token, "reset")
+            row = self.core.use_token(dbs, token, "reset")  # used once, across processes; undone if this unit fails
             user = dbs.get(User, row.user_id)
             if user is None or user.status != "active":
                 raise LinkProblem("This password reset link no longer works.", "revoked")
@@ -61,7 +61,6 @@ class Recovery:
             user.password_hash = hash_password(password)
             user.session_epoch = (user.session_epoch or 0) + 1
             SignIns.end_all(dbs, user.id)
-            row.state = "used"
             dbs.execute(update(AuthToken).where(AuthToken.purpose == "reset", AuthToken.user_id == user.id,
                                                 AuthToken.state == "active")
                         .values(state="replaced").execution_options(synchronize_session=False))

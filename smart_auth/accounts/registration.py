@@ -54,7 +54,7 @@ class Registrations:
         with self.core.write() as uow:
             dbs: Session = uow.session
             info = self._link_info(dbs, token)
-            row = self.core.valid_token(dbs, token, "invite")
+            self.core.use_token(dbs, token, "invite")  # used once, across processes; undone if this unit fails
             if info.needs_birth_date:
                 birth_date = check_date(birth_date)
             if info.access is not None and info.access.relationship == "proxy":
@@ -88,7 +88,6 @@ class Registrations:
                                                         PatientAccess.relationship == "self",
                                                         PatientAccess.status == "pending")
                             .values(status="active").execution_options(synchronize_session=False))
-            row.state = "used"
             patient_id = info.access.patient_id if info.access is not None else self.core.own_patient(user)
         self.core.audit("register", user, True, "registration completed" if not info.existing_account
                    else "shared access accepted", patient_id)

@@ -1,5 +1,5 @@
-"""Issue 17 item 2: single-use codes, jti replay protection and sign-in throttling hold across processes,
-because they live in the database. Two apps with their own engines and pools on one database stand for two server processes;
+"""Issue 17 item 2: single-use codes and links, jti replay protection and sign-in throttling hold across
+processes, because they live in the database. Two apps with their own engines and pools on one database stand for two server processes;
 the same code or client assertion is sent to both at once from several threads."""
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from sqlalchemy import select
 
 from carespace import close_app
 from smart_auth.accounts import security
-from smart_auth.accounts.models import LoginThrottle
+from smart_auth.accounts.models import AuthToken, LoginThrottle
 from tests.conftest import make_app
-from tests.support.accounts import csrf, patient_user
+from tests.support.accounts import csrf, invite, patient_user
 from tests.support.smart import ATYPE, REDIRECT, Smart, assertion, basic, keypair
 
 RACERS = 8
@@ -108,3 +108,26 @@ def test_sign_in_failures_are_counted_once_each_across_processes(app: Any, clien
     assert (by_address.strikes, by_address.failures) == (1, 0)
     assert rows["ip:127.0.0.1"].failures == security.ACCOUNT_LIMIT
     assert rows["email:race@example.org"].failures == security.ACCOUNT_LIMIT
+
+
+def _link_race(apps: list[Any], page: str, url: str, form: dict[str, str]) -> Counter[int]:
+    """RACERS posts of one link's form at once (each client with the CSRF token of its own session)."""
+    tokens: dict[int, str] = {}
+
+    def prepare(c: Any) -> None:
+        tokens[id(c)] = csrf(c, page)
+
+    return race(apps, lambda c: c.post(url, data={"csrf_token": tokens[id(c)], **form}), prepare=prepare)
+
+
+def test_a_registration_link_is_used_once_across_processes(app: Any, other_process: Any) -> None:
+    """One invitation, RACERS registrations at once through two processes: one sets the password (302), the
+    others are told the link was used (410), and the password that works is the winner's."""
+    _pid, token = invite(app, "once@example.org", "1980-02-03")
+    statuses = _link_race([app, other_process], f"/register?token={token}", "/register",
+                          {"token": token, "password": "Str0ng!pass", "confirm": "Str0ng!pass"})
+    assert statuses == Counter({302: 1, 410: RACERS - 1})
+    with app.extensions["carespace.sessions"]() as dbs:
+        states = [t.state for t in dbs.scalars(select(AuthToken).where(AuthToken.purpose == "invite"))]
+    assert states == ["used"]
+
