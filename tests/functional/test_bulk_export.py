@@ -279,6 +279,7 @@ def test_files_are_removed_after_the_retention(bulk: tuple[Any, Any, str]) -> No
     service = app.extensions["fhir_exports"]
     folder = service.settings.folder / url.rsplit("/", 1)[1]
     assert folder.is_dir()
+    app.extensions["exports"].close()  # the sweep below is the only one (a worker's own would race it)
     service.clock = lambda: time.time() + service.settings.retention_s + 1
     assert client.get(url, headers=auth(token)).status_code == 404  # expired: gone at once for the client
     assert service.sweep() == 1 and not folder.exists()
